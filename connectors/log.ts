@@ -1,0 +1,97 @@
+/**
+ * The Log seam: topics, partitions, offsets and consumer groups. The embedded log implements it in memory; the Kafka
+ * connectors implement it over kafkajs and the confluent client. Everything above this file sees only these types.
+ */
+
+export interface TopicPartition {
+  readonly topic: string;
+  readonly partition: number;
+}
+
+export interface LogRecord extends TopicPartition {
+  readonly offset: number;
+  readonly key: string | null;
+  /** The payload as the producer wrote it: JSON text for every Eddy topic. */
+  readonly value: string;
+  /** Append time in ms since the epoch (not the event's own time, which lives in the payload). */
+  readonly timestamp: number;
+}
+
+export interface ProducerRecord {
+  readonly key: string | null;
+  readonly value: string;
+  /** Overrides the partitioner. */
+  readonly partition?: number;
+  readonly timestamp?: number;
+}
+
+export interface AppendResult extends TopicPartition {
+  readonly offset: number;
+}
+
+/** Records of one topic partition, in offset order. */
+export interface RecordBatch extends TopicPartition {
+  readonly records: readonly LogRecord[];
+  /** The partition's end offset when the batch was read, for lag. */
+  readonly highWatermark: number;
+}
+
+export interface TopicConfig {
+  readonly partitions: number;
+  /** Records kept per partition before the oldest are dropped. */
+  readonly retentionRecords?: number;
+  /** Keep only the newest record per key when retention drops old ones, as Kafka's compaction does. */
+  readonly compacted?: boolean;
+}
+
+export interface ConsumerOptions {
+  readonly group: string;
+  readonly topics: readonly string[];
+  /** Where a partition starts when the group has no committed offset for it. Default `earliest`. */
+  readonly fromBeginning?: boolean;
+  /** Most records in one batch. Default 4096. */
+  readonly maxBatchRecords?: number;
+  /** How long `next()` waits for data before it resolves with an empty poll (`null`). Default 100 ms. */
+  readonly pollTimeoutMs?: number;
+  /** Called, and awaited, before partitions are taken away: finish in-flight work, flush state, commit. */
+  readonly onRevoke?: (partitions: readonly TopicPartition[]) => Promise<void> | void;
+  /** Called, and awaited, after partitions are given: restore state and `seek` to the offsets stored with it. */
+  readonly onAssign?: (partitions: readonly TopicPartition[]) => Promise<void> | void;
+}
+
+export interface LogConsumer {
+  readonly group: string;
+  /**
+   * The next batch from one assigned partition. Resolves `null` after a poll timeout with no data, and `undefined`
+   * once the consumer is closed. Reading does not commit.
+   */
+  next(): Promise<RecordBatch | null | undefined>;
+  /** Commit the next offsets to read; a commit never moves an offset backwards. */
+  commit(positions: readonly (TopicPartition & { offset: number })[]): Promise<void>;
+  /** The group's committed next offset per partition, or undefined where none is committed. */
+  committed(partitions: readonly TopicPartition[]): Promise<(number | undefined)[]>;
+  /** Read this partition from `offset` on, whatever the group committed. */
+  seek(partition: TopicPartition, offset: number): void;
+  assignment(): readonly TopicPartition[];
+  /** Stop fetching from a partition (backpressure) until resumed. */
+  pause(partitions: readonly TopicPartition[]): void;
+  resume(partitions: readonly TopicPartition[]): void;
+  close(): Promise<void>;
+}
+
+export interface Log {
+  readonly kind: 'embedded' | 'kafkajs' | 'confluent';
+  /** Creates the topic if it does not exist; an existing topic keeps its partitions. */
+  ensureTopic(topic: string, config: TopicConfig): Promise<void>;
+  partitionCount(topic: string): Promise<number>;
+  /** Appends in order, choosing partitions by key as Kafka's default partitioner does. */
+  append(topic: string, records: readonly ProducerRecord[]): Promise<AppendResult[]>;
+  /** Lowest and next offset per partition. */
+  offsets(topic: string): Promise<{ partition: number; low: number; high: number }[]>;
+  consumer(options: ConsumerOptions): LogConsumer;
+  close(): Promise<void>;
+}
+
+export function partitionId(tp: TopicPartition): string {
+  return `${tp.topic}/${tp.partition}`;
+}
