@@ -47,6 +47,8 @@ export class PipelineRunner {
   private subscription?: Subscription;
   private committing: Promise<void> = Promise.resolve();
   private lastCommitAt = 0;
+  /** Once processing fails, nothing more is committed: the failed batch and those after it are read again. */
+  private failed = false;
   private resolveDone!: () => void;
   private rejectDone!: (error: unknown) => void;
 
@@ -70,7 +72,7 @@ export class PipelineRunner {
       ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
       onAssign: (partitions) => options.onAssign?.(partitions, this.consumer),
       onRevoke: async (partitions) => {
-        await this.drain();
+        if (!this.failed) await this.drain();
         await options.onRevoke?.(partitions);
       },
     });
@@ -91,6 +93,8 @@ export class PipelineRunner {
         this.scheduleCommit(false);
       },
       error: (error: unknown) => {
+        this.failed = true;
+        this.abort.abort();
         this.consumer.close().finally(() => this.rejectDone(error));
       },
       complete: () => {
@@ -121,6 +125,7 @@ export class PipelineRunner {
     if (!force && performance.now() - this.lastCommitAt < interval) return;
     this.lastCommitAt = performance.now();
     this.committing = this.committing.then(async () => {
+      if (this.failed) return;
       const positions = this.tracker.takeCommittable();
       if (positions.length === 0) return;
       await this.options.checkpoint?.(positions);

@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { EmbeddedLog } from '../connectors/embedded-log.js';
+import { murmur2, partitionForKey } from '../connectors/partitioner.js';
+import type { LogConsumer, RecordBatch, TopicPartition } from '../connectors/log.js';
+
+const encode = (s: string) => new TextEncoder().encode(s);
+
+async function drain(consumer: LogConsumer, expected: number): Promise<RecordBatch[]> {
+  const batches: RecordBatch[] = [];
+  let seen = 0;
+  while (seen < expected) {
+    const batch = await consumer.next();
+    if (batch === undefined) break;
+    if (batch === null) continue;
+    batches.push(batch);
+    seen += batch.records.length;
+  }
+  return batches;
+}
+
+describe('Kafka default partitioner', () => {
+  it('matches the murmur2 values of Kafka’s own test suite', () => {
+    // org.apache.kafka.common.utils.UtilsTest#testMurmur2
+    expect(murmur2(encode('21'))).toBe(-973932308);
+    expect(murmur2(encode('foobar'))).toBe(-790332482);
+    expect(murmur2(encode('a-little-bit-long-string'))).toBe(-985981536);
+    expect(murmur2(encode('a-little-bit-longer-string'))).toBe(-1486304829);
+    expect(murmur2(encode('lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8'))).toBe(-58897971);
+    expect(murmur2(encode('abc'))).toBe(479470107);
+  });
+
+  it('agrees with kafkajs’s DefaultPartitioner', async () => {
+    const { Partitioners } = (await import('kafkajs')).default;
+    const kafkajsPartition = Partitioners.DefaultPartitioner();
+    for (let i = 0; i < 2000; i++) {
+      const key = `user-${(i * 7919).toString(36)}-${i % 13}`;
+      const partitions = 1 + (i % 31);
+      const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }));
+      expect(partitionForKey(key, partitions)).toBe(kafkajsPartition({ topic: 't', partitionMetadata, message: { key } }));
+    }
+  });
+});
+
+describe('EmbeddedLog', () => {
+  it('appends with increasing offsets and places keys by the default partitioner', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('events', { partitions: 8 });
+    const results = await log.append('events', [
+      { key: 'u1', value: '1' },
+      { key: 'u2', value: '2' },
+      { key: 'u1', value: '3' },
+    ]);
+    expect(results[0]!.partition).toBe(partitionForKey('u1', 8));
+    expect(results[2]!.partition).toBe(results[0]!.partition);
+    expect(results[2]!.offset).toBe(results[0]!.offset + 1);
+    const offsets = await log.offsets('events');
+    expect(offsets.reduce((sum, o) => sum + o.high, 0)).toBe(3);
+  });
+
+  it('delivers a partition in offset order and resumes a group from its committed offsets', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('t', { partitions: 1 });
+    await log.append('t', Array.from({ length: 10 }, (_, i) => ({ key: 'k', value: String(i) })));
+    const first = log.consumer({ group: 'g', topics: ['t'], maxBatchRecords: 4, pollTimeoutMs: 10 });
+    const batch = (await first.next())!;
+    expect(batch.records.map((r) => r.value)).toEqual(['0', '1', '2', '3']);
+    await first.commit([{ topic: 't', partition: 0, offset: 4 }]);
+    await first.close();
+
+    const second = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10 });
+    const rest = await drain(second, 6);
+    expect(rest.flatMap((b) => b.records.map((r) => r.value))).toEqual(['4', '5', '6', '7', '8', '9']);
+    expect(await second.committed([{ topic: 't', partition: 0 }])).toEqual([4]);
+    await second.close();
+  });
+
+  it('never moves a committed offset backwards', async () => {
+    const log = new EmbeddedLog();
+    const consumer = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10 });
+    await consumer.commit([{ topic: 't', partition: 0, offset: 7 }]);
+    await consumer.commit([{ topic: 't', partition: 0, offset: 3 }]);
+    expect(await consumer.committed([{ topic: 't', partition: 0 }])).toEqual([7]);
+    await consumer.close();
+  });
+
+  it('seek re-reads from an offset', async () => {
+    const log = new EmbeddedLog();
+    await log.append('t', [{ key: null, value: 'a' }, { key: null, value: 'b' }]);
+    const consumer = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10 });
+    await drain(consumer, 2);
+    consumer.seek({ topic: 't', partition: 0 }, 1);
+    expect((await consumer.next())!.records.map((r) => r.value)).toEqual(['b']);
+    await consumer.close();
+  });
+
+  it('pause stops a partition from being fetched until resume', async () => {
+    const log = new EmbeddedLog();
+    await log.append('t', [{ key: null, value: 'a' }]);
+    const consumer = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 20 });
+    await consumer.next().then((b) => expect(b).not.toBeUndefined());
+    await log.append('t', [{ key: null, value: 'b' }]);
+    consumer.pause([{ topic: 't', partition: 0 }]);
+    expect(await consumer.next()).toBeNull();
+    consumer.resume([{ topic: 't', partition: 0 }]);
+    expect((await consumer.next())!.records[0]!.value).toBe('b');
+    await consumer.close();
+  });
+
+  it('wakes a waiting consumer as soon as a record is appended', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('t', { partitions: 1 });
+    const consumer = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 5000 });
+    const started = performance.now();
+    const pending = consumer.next();
+    setTimeout(() => void log.append('t', [{ key: null, value: 'x' }]), 5);
+    const batch = await pending;
+    expect(batch!.records[0]!.value).toBe('x');
+    expect(performance.now() - started).toBeLessThan(1000);
+    await consumer.close();
+  });
+
+  it('splits partitions between group members and hands them over on join and leave', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('t', { partitions: 4 });
+    const events: string[] = [];
+    const track = (name: string) => ({
+      onAssign: (ps: readonly TopicPartition[]) => {
+        events.push(`${name} +${ps.map((p) => p.partition).join(',')}`);
+      },
+      onRevoke: async (ps: readonly TopicPartition[]) => {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        events.push(`${name} -${ps.map((p) => p.partition).join(',')}`);
+      },
+    });
+    const a = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 5, ...track('a') });
+    await a.next();
+    expect(a.assignment().map((p) => p.partition)).toEqual([0, 1, 2, 3]);
+    const b = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 5, ...track('b') });
+    await b.next();
+    const owned = [...a.assignment(), ...b.assignment()].map((p) => p.partition).sort();
+    expect(owned).toEqual([0, 1, 2, 3]);
+    expect(a.assignment()).toHaveLength(2);
+    // Eager rebalancing: a gives everything up before anyone is assigned again.
+    expect(events.indexOf('a -0,1,2,3')).toBeLessThan(events.findIndex((e) => e.startsWith('b +')));
+    await b.close();
+    await a.next();
+    expect(a.assignment()).toHaveLength(4);
+    await a.close();
+  });
+
+  it('bounds each partition by its retention and compacts by key', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('plain', { partitions: 1, retentionRecords: 100 });
+    await log.ensureTopic('compacted', { partitions: 1, retentionRecords: 10, compacted: true });
+    for (let i = 0; i < 1000; i++) {
+      await log.append('plain', [{ key: null, value: String(i) }]);
+      await log.append('compacted', [{ key: `k${i % 5}`, value: String(i) }]);
+    }
+    const [plain] = await log.offsets('plain');
+    expect(plain!.high).toBe(1000);
+    expect(plain!.high - plain!.low).toBeLessThanOrEqual(125);
+    const consumer = log.consumer({ group: 'g', topics: ['compacted'], pollTimeoutMs: 10 });
+    const batch = (await consumer.next())!;
+    const latest = new Map(batch.records.map((r) => [r.key, r.value]));
+    for (let k = 0; k < 5; k++) expect(latest.get(`k${k}`)).toBe(String(995 + k));
+    expect(batch.records.length).toBeLessThanOrEqual(12);
+    await consumer.close();
+  });
+});
