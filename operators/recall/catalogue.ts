@@ -1,0 +1,93 @@
+import type { FieldMap, FieldValue, ItemEvent } from '../../schema/events.js';
+
+/**
+ * Item metadata as the `items` topic carries it, shared by every recall source, the filters and the re-rankers.
+ * Each item event replaces the item's fields (the topic is compacted, so an event is the whole record); an event
+ * older than the one already applied is ignored, so replays and out-of-order delivery converge.
+ */
+
+export interface ItemInfo {
+  readonly itemId: string;
+  readonly fields: FieldMap;
+  /** Event time of the first metadata seen for the item. */
+  readonly firstSeen: number;
+  /** `fields[publishedField]` when it is a number, else `firstSeen`. */
+  readonly publishedAt: number;
+  /** False when `fields[availableField] === false`. */
+  readonly available: boolean;
+  /** Event time of the metadata applied. */
+  readonly updatedAt: number;
+}
+
+export interface ItemCatalogueOptions {
+  /** Numeric field holding the publication time in ms. Default `publishedAt`. */
+  readonly publishedField?: string;
+  /** Boolean field that marks an item unavailable when false. Default `available`. */
+  readonly availableField?: string;
+}
+
+/** A field's values as strings: scalars give one, lists give each element; missing gives none. */
+export function valuesOf(value: FieldValue | undefined): readonly string[] {
+  if (value === undefined) return [];
+  if (Array.isArray(value)) return value.map(String);
+  return [String(value)];
+}
+
+export class ItemCatalogue implements Iterable<ItemInfo> {
+  private readonly items = new Map<string, ItemInfo>();
+  private readonly publishedField: string;
+  private readonly availableField: string;
+
+  constructor(options: ItemCatalogueOptions = {}) {
+    this.publishedField = options.publishedField ?? 'publishedAt';
+    this.availableField = options.availableField ?? 'available';
+  }
+
+  get size(): number {
+    return this.items.size;
+  }
+
+  /** Applies an item event; returns the stored record, or undefined when the event was older than what is stored. */
+  observe(event: ItemEvent): ItemInfo | undefined {
+    const previous = this.items.get(event.itemId);
+    if (previous && event.ts < previous.updatedAt) return undefined;
+    const firstSeen = previous ? Math.min(previous.firstSeen, event.ts) : event.ts;
+    const published = event.fields[this.publishedField];
+    const info: ItemInfo = {
+      itemId: event.itemId,
+      fields: event.fields,
+      firstSeen,
+      publishedAt: typeof published === 'number' && Number.isFinite(published) ? published : firstSeen,
+      available: event.fields[this.availableField] !== false,
+      updatedAt: event.ts,
+    };
+    this.items.set(event.itemId, info);
+    return info;
+  }
+
+  get(itemId: string): ItemInfo | undefined {
+    return this.items.get(itemId);
+  }
+
+  has(itemId: string): boolean {
+    return this.items.has(itemId);
+  }
+
+  /** The item's values of `field` as strings (see `valuesOf`); none for unknown items. */
+  values(itemId: string, field: string): readonly string[] {
+    return valuesOf(this.items.get(itemId)?.fields[field]);
+  }
+
+  /** Whether one of the item's values of `field` equals `value` as a string, without building the value list. */
+  hasValue(itemId: string, field: string, value: string): boolean {
+    const held = this.items.get(itemId)?.fields[field];
+    if (held === undefined) return false;
+    if (!Array.isArray(held)) return String(held) === value;
+    for (const element of held) if (String(element) === value) return true;
+    return false;
+  }
+
+  [Symbol.iterator](): Iterator<ItemInfo> {
+    return this.items.values();
+  }
+}

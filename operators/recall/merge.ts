@@ -1,0 +1,184 @@
+import type { ItemCatalogue } from './catalogue.js';
+import { candidateFilter } from './filter.js';
+import { isItemEvent, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
+
+/**
+ * Merges the candidates of several sources under per-source quotas:
+ * 1. each source gets a share of `count` proportional to its quota (largest remainders, so shares add up to count);
+ * 2. sources take turns, best first, each taking its next item not yet taken until its share is filled;
+ * 3. when some sources run short, the rest is filled from all leftovers by normalised score;
+ * 4. an item found by several sources appears once, under the source where it scored best (scores normalised by each
+ *    source's top score, so they compare), and remembers every source that found it.
+ * Every candidate passes the filter (consumed, unavailable, request filters), whatever a source returned.
+ */
+
+export interface SourceHit {
+  readonly source: string;
+  /** The source's own score. */
+  readonly score: number;
+  /** 0-based position in the source's list. */
+  readonly rank: number;
+}
+
+export interface MergedCandidate extends ScoredCandidate {
+  /** Normalised score (the source's score over its top score), from the source that ranked the item best. */
+  readonly score: number;
+  /** Every source that found the item, best first. */
+  readonly sources: readonly SourceHit[];
+}
+
+export interface SourceList {
+  readonly source: string;
+  readonly quota: number;
+  readonly candidates: readonly ScoredCandidate[];
+}
+
+export function mergeCandidates(lists: readonly SourceList[], count: number, accept?: (itemId: string) => boolean): MergedCandidate[] {
+  const active = lists.filter((list) => list.quota > 0 && list.candidates.length > 0);
+  if (count <= 0 || active.length === 0) return [];
+  const shares = apportion(active.map((list) => list.quota), count);
+  const selected: string[] = [];
+  const taken = new Set<string>();
+  const usable = (itemId: string) => !taken.has(itemId) && (!accept || accept(itemId));
+
+  const cursors = active.map(() => 0);
+  const filled = active.map(() => 0);
+  for (let progress = true; progress && selected.length < count; ) {
+    progress = false;
+    for (let s = 0; s < active.length && selected.length < count; s++) {
+      if (filled[s]! >= shares[s]!) continue;
+      const candidates = active[s]!.candidates;
+      while (cursors[s]! < candidates.length && !usable(candidates[cursors[s]!]!.itemId)) cursors[s]!++;
+      if (cursors[s]! >= candidates.length) continue;
+      const itemId = candidates[cursors[s]!++]!.itemId;
+      taken.add(itemId);
+      selected.push(itemId);
+      filled[s]!++;
+      progress = true;
+    }
+  }
+
+  const hits = new Map<string, SourceHit[]>();
+  const normalised = new Map<string, number>();
+  const leftovers: { itemId: string; score: number }[] = [];
+  for (const list of active) {
+    const top = list.candidates[0]!.score;
+    list.candidates.forEach((candidate, rank) => {
+      const score = top > 0 ? candidate.score / top : 0;
+      let itemHits = hits.get(candidate.itemId);
+      if (!itemHits) {
+        itemHits = [];
+        hits.set(candidate.itemId, itemHits);
+      }
+      if (itemHits.some((hit) => hit.source === list.source)) return;
+      itemHits.push({ source: list.source, score: candidate.score, rank });
+      const best = normalised.get(candidate.itemId);
+      if (best === undefined || score > best) normalised.set(candidate.itemId, score);
+      if (!taken.has(candidate.itemId)) leftovers.push({ itemId: candidate.itemId, score });
+    });
+  }
+
+  if (selected.length < count) {
+    leftovers.sort((a, b) => b.score - a.score);
+    for (const { itemId } of leftovers) {
+      if (selected.length >= count) break;
+      if (!usable(itemId)) continue;
+      taken.add(itemId);
+      selected.push(itemId);
+    }
+  }
+
+  const sourceTop = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
+  const relative = (hit: SourceHit) => {
+    const top = sourceTop.get(hit.source)!;
+    return top > 0 ? hit.score / top : 0;
+  };
+  return selected.map((itemId) => {
+    const sources = hits.get(itemId)!.sort((a, b) => relative(b) - relative(a));
+    return { itemId, score: normalised.get(itemId)!, source: sources[0]!.source, sources };
+  });
+}
+
+/** Splits `total` in proportion to `weights` by largest remainders. */
+export function apportion(weights: readonly number[], total: number): number[] {
+  const sum = weights.reduce((a, b) => a + b, 0);
+  if (sum <= 0) return weights.map(() => 0);
+  const exact = weights.map((weight) => (weight / sum) * total);
+  const shares = exact.map(Math.floor);
+  let left = total - shares.reduce((a, b) => a + b, 0);
+  const order = exact.map((value, i) => ({ i, remainder: value - Math.floor(value) })).sort((a, b) => b.remainder - a.remainder || a.i - b.i);
+  for (let k = 0; left > 0; k = (k + 1) % order.length, left--) shares[order[k]!.i]!++;
+  return shares;
+}
+
+export interface RecallSourceConfig {
+  readonly recaller: Recaller;
+  /** Relative share of the merged list. */
+  readonly quota: number;
+}
+
+export interface MultiRecallerOptions {
+  readonly catalogue: ItemCatalogue;
+  readonly sources: readonly RecallSourceConfig[];
+  /** Apply item events to the catalogue before the sources see them. Default true; false when another part owns it. */
+  readonly updatesCatalogue?: boolean;
+  /**
+   * Each source is first asked for its share times this (plus a few), since duplicates across sources do not count
+   * towards a share; a source is asked again for the full count only when the merged list comes out short. Default 2.
+   */
+  readonly overfetch?: number;
+}
+
+const MIN_EXTRA = 4;
+
+/** All recall sources behind the Recaller seam: one `observe` feeds them all, one `recall` merges them. */
+export class MultiRecaller implements Recaller {
+  readonly name = 'merged';
+  readonly catalogue: ItemCatalogue;
+  private readonly sources: readonly RecallSourceConfig[];
+  private readonly updatesCatalogue: boolean;
+  private readonly overfetch: number;
+
+  constructor(options: MultiRecallerOptions) {
+    const names = new Set<string>();
+    for (const { recaller, quota } of options.sources) {
+      if (names.has(recaller.name)) throw new Error(`two recall sources are named "${recaller.name}"`);
+      if (!(quota >= 0) || !Number.isFinite(quota)) throw new RangeError(`quota of "${recaller.name}" must be a finite number >= 0, got ${quota}`);
+      names.add(recaller.name);
+    }
+    this.catalogue = options.catalogue;
+    this.sources = options.sources;
+    this.updatesCatalogue = options.updatesCatalogue ?? true;
+    this.overfetch = options.overfetch ?? 2;
+  }
+
+  observe(event: RecallEvent): void {
+    if (this.updatesCatalogue && isItemEvent(event)) this.catalogue.observe(event);
+    for (const { recaller } of this.sources) recaller.observe(event);
+  }
+
+  recall(request: RecallRequest): MergedCandidate[] {
+    const accept = candidateFilter(this.catalogue, request);
+    const extra = request.accept;
+    const sourceRequest: RecallRequest = { ...request, accept: extra ? (id) => accept(id) && extra(id) : accept };
+    const sources = this.sources.filter(({ quota }) => quota > 0);
+    const shares = apportion(sources.map(({ quota }) => quota), request.count);
+    const asked = shares.map((share) => Math.min(request.count, Math.ceil(share * this.overfetch) + MIN_EXTRA));
+    const lists = sources.map(({ recaller, quota }, s) => ({
+      source: recaller.name,
+      quota,
+      candidates: recaller.recall({ ...sourceRequest, count: asked[s]! }),
+    }));
+    let merged = mergeCandidates(lists, request.count, sourceRequest.accept);
+    if (merged.length >= request.count) return merged;
+    // Some sources ran short: ask the ones that may have more for a full list, and merge again.
+    let asking = false;
+    lists.forEach((list, s) => {
+      if (list.candidates.length < asked[s]! || asked[s]! >= request.count) return;
+      lists[s] = { ...list, candidates: sources[s]!.recaller.recall(sourceRequest) };
+      asking = true;
+    });
+    if (asking) merged = mergeCandidates(lists, request.count, sourceRequest.accept);
+    return merged;
+  }
+}

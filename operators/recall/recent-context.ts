@@ -1,0 +1,135 @@
+import type { BehaviourType } from '../../schema/events.js';
+import { valuesOf, type ItemCatalogue } from './catalogue.js';
+import type { PopularityRecaller } from './popular.js';
+import { isItemEvent, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
+
+/**
+ * The user's own recent context, two ways:
+ * - more of what they just looked at: the most popular items sharing an attribute value (genre, brand) with their
+ *   recent items, each value weighted by how recent and how frequent it is among them;
+ * - re-surfacing: recent items they showed interest in but did not convert on (viewed, added to the cart, not
+ *   bought), the most recent first.
+ * Scores lie in [0, 1] for both, scaled by `attributeWeight` and `resurfaceWeight`.
+ */
+
+export interface RecentContextRecallerOptions {
+  readonly catalogue: ItemCatalogue;
+  /** Supplies the per-attribute popularity lists; it must track every field in `attributes`. */
+  readonly popularity: PopularityRecaller;
+  /** Item fields whose values are followed. Default none. */
+  readonly attributes?: readonly string[];
+  /** Default `context`. */
+  readonly name?: string;
+  /** Recent items considered. Default 10. */
+  readonly maxRecent?: number;
+  /** The k-th most recent item weighs `recencyDecay^k`. Default 0.8. */
+  readonly recencyDecay?: number;
+  /** Default 1; 0 turns re-surfacing off. */
+  readonly resurfaceWeight?: number;
+  /** Default 1; 0 turns attribute expansion off. */
+  readonly attributeWeight?: number;
+  /** Events after which an item is never re-surfaced to that user. Default `purchase`. */
+  readonly conversionTypes?: readonly BehaviourType[];
+  /** Users whose conversions are remembered. Default 100,000. */
+  readonly maxUsers?: number;
+  /** Conversions remembered per user. Default 100. */
+  readonly conversionsPerUser?: number;
+}
+
+export class RecentContextRecaller implements Recaller {
+  readonly name: string;
+  private readonly catalogue: ItemCatalogue;
+  private readonly popularity: PopularityRecaller;
+  private readonly attributes: readonly string[];
+  private readonly maxRecent: number;
+  private readonly recencyDecay: number;
+  private readonly resurfaceWeight: number;
+  private readonly attributeWeight: number;
+  private readonly conversionTypes: ReadonlySet<string>;
+  private readonly maxUsers: number;
+  private readonly conversionsPerUser: number;
+  /** userId -> converted items, least recently active user first. */
+  private readonly conversions = new Map<string, Set<string>>();
+
+  constructor(options: RecentContextRecallerOptions) {
+    this.name = options.name ?? 'context';
+    this.catalogue = options.catalogue;
+    this.popularity = options.popularity;
+    this.attributes = options.attributes ?? [];
+    this.maxRecent = options.maxRecent ?? 10;
+    this.recencyDecay = options.recencyDecay ?? 0.8;
+    this.resurfaceWeight = options.resurfaceWeight ?? 1;
+    this.attributeWeight = options.attributeWeight ?? 1;
+    this.conversionTypes = new Set(options.conversionTypes ?? ['purchase']);
+    this.maxUsers = options.maxUsers ?? 100_000;
+    this.conversionsPerUser = options.conversionsPerUser ?? 100;
+  }
+
+  observe(event: RecallEvent): void {
+    if (isItemEvent(event) || !this.conversionTypes.has(event.type)) return;
+    let converted = this.conversions.get(event.userId);
+    if (converted) this.conversions.delete(event.userId);
+    else {
+      converted = new Set();
+      if (this.conversions.size >= this.maxUsers) this.conversions.delete(this.conversions.keys().next().value!);
+    }
+    this.conversions.set(event.userId, converted);
+    converted.add(event.itemId);
+    if (converted.size > this.conversionsPerUser) converted.delete(converted.values().next().value!);
+  }
+
+  recall(request: RecallRequest): ScoredCandidate[] {
+    if (request.count <= 0) return [];
+    const recent = request.recentItems.slice(0, this.maxRecent);
+    const accept = request.accept;
+    const best = new Map<string, number>();
+    const offer = (itemId: string, score: number) => {
+      if (score > (best.get(itemId) ?? 0)) best.set(itemId, score);
+    };
+
+    if (this.resurfaceWeight > 0) {
+      const converted = this.conversions.get(request.userId);
+      let recency = this.resurfaceWeight;
+      const seen = new Set<string>();
+      for (const itemId of recent) {
+        if (!seen.has(itemId) && !converted?.has(itemId) && (!accept || accept(itemId))) offer(itemId, recency);
+        seen.add(itemId);
+        recency *= this.recencyDecay;
+      }
+    }
+
+    if (this.attributeWeight > 0 && this.attributes.length > 0 && recent.length > 0) {
+      const own = new Set(recent);
+      for (const attribute of this.attributes) {
+        const interest = this.valueInterest(recent, attribute);
+        for (const [value, share] of interest) {
+          const top = this.popularity.topByAttribute(attribute, value, { count: request.count, now: request.now, accept }, own);
+          const max = top[0]?.score ?? 0;
+          if (max <= 0) continue;
+          for (const candidate of top) offer(candidate.itemId, this.attributeWeight * share * (candidate.score / max));
+        }
+      }
+    }
+
+    return [...best]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, request.count)
+      .map(([itemId, score]) => ({ itemId, score, source: this.name }));
+  }
+
+  /** Each value's recency-weighted share among the recent items' values of `attribute`, summing to 1. */
+  private valueInterest(recent: readonly string[], attribute: string): Map<string, number> {
+    const interest = new Map<string, number>();
+    let total = 0;
+    let recency = 1;
+    for (const itemId of recent) {
+      for (const value of valuesOf(this.catalogue.get(itemId)?.fields[attribute])) {
+        interest.set(value, (interest.get(value) ?? 0) + recency);
+        total += recency;
+      }
+      recency *= this.recencyDecay;
+    }
+    for (const [value, weight] of interest) interest.set(value, weight / total);
+    return interest;
+  }
+}

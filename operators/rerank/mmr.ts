@@ -1,0 +1,130 @@
+import type { ItemEmbeddings } from '../../models/embeddings.js';
+import { valuesOf, type ItemCatalogue } from '../recall/catalogue.js';
+import { withMove, type RerankItem, type RerankRequest, type RerankStep } from './types.js';
+
+/**
+ * Maximal marginal relevance: picks items one at a time, each maximising
+ *   lambda * relevance - (1 - lambda) * (highest similarity to an item already picked),
+ * where relevance is the score min-max scaled to [0, 1] over the candidates and similarity blends attribute overlap
+ * (Jaccard over `field=value` pairs) and embedding cosine (negative cosines count as 0). lambda = 1 keeps the
+ * ranking; lower values trade relevance for diversity. The first `count` items are picked this way from the top
+ * `pool(count)` candidates; the rest keep their order behind them.
+ */
+
+export interface MmrOptions {
+  /** Default 0.7. */
+  readonly lambda?: number;
+  readonly catalogue?: ItemCatalogue;
+  /** Item fields compared for attribute similarity. Default none. */
+  readonly attributes?: readonly string[];
+  readonly embeddings?: ItemEmbeddings;
+  /** Weight of attribute similarity in the blend. Default 1 when attributes are given, else 0. */
+  readonly attributeWeight?: number;
+  /** Weight of embedding similarity in the blend. Default 1 when embeddings are given, else 0. */
+  readonly embeddingWeight?: number;
+  /** Candidates considered, from the top, for a request of `count` items. Default `max(30, 2 * count)`. */
+  readonly pool?: (count: number) => number;
+}
+
+export function mmr(options: MmrOptions): RerankStep {
+  const lambda = options.lambda ?? 0.7;
+  if (!(lambda >= 0 && lambda <= 1)) throw new RangeError(`lambda must be in [0, 1], got ${lambda}`);
+  const attributes = options.attributes ?? [];
+  const attributeWeight = options.catalogue && attributes.length > 0 ? (options.attributeWeight ?? 1) : 0;
+  const embeddingWeight = options.embeddings ? (options.embeddingWeight ?? 1) : 0;
+  const totalWeight = attributeWeight + embeddingWeight;
+  const pool = options.pool ?? ((count: number) => Math.max(30, 2 * count));
+
+  function attributeKeys(itemId: string): string[] {
+    const fields = options.catalogue?.get(itemId)?.fields;
+    const keys: string[] = [];
+    if (fields) {
+      for (const field of attributes) {
+        for (const value of valuesOf(fields[field])) {
+          const key = `${field}=${value}`;
+          if (!keys.includes(key)) keys.push(key);
+        }
+      }
+    }
+    return keys;
+  }
+
+  return {
+    name: 'mmr',
+    apply(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
+      const picks = Math.min(request.count, items.length);
+      // Items far down the ranking have too little relevance to be picked; leaving them out bounds the work.
+      const n = Math.min(items.length, Math.max(pool(request.count), picks));
+      if (lambda === 1 || totalWeight === 0 || n < 2) return items.slice();
+      let min = Infinity;
+      let max = -Infinity;
+      for (let i = 0; i < n; i++) {
+        min = Math.min(min, items[i]!.score);
+        max = Math.max(max, items[i]!.score);
+      }
+      const range = max - min;
+      const relevance = new Float64Array(n);
+      for (let i = 0; i < n; i++) relevance[i] = range > 0 ? (items[i]!.score - min) / range : 1;
+      const keys = attributeWeight > 0 ? items.slice(0, n).map((item) => attributeKeys(item.itemId)) : [];
+      const dim = options.embeddings?.dim ?? 0;
+      const vectors = new Float32Array(embeddingWeight > 0 ? n * dim : 0);
+      const hasVector = new Uint8Array(n);
+      if (embeddingWeight > 0) {
+        for (let i = 0; i < n; i++) {
+          const vector = options.embeddings!.vector(items[i]!.itemId);
+          if (!vector) continue;
+          let norm = 0;
+          for (let d = 0; d < dim; d++) norm += vector[d]! * vector[d]!;
+          if (norm === 0) continue;
+          const scale = 1 / Math.sqrt(norm);
+          for (let d = 0; d < dim; d++) vectors[i * dim + d] = vector[d]! * scale;
+          hasVector[i] = 1;
+        }
+      }
+      const similarity = (i: number, j: number): number => {
+        let sum = 0;
+        if (attributeWeight > 0) {
+          const a = keys[i]!;
+          const b = keys[j]!;
+          if (a.length > 0 && b.length > 0) {
+            let shared = 0;
+            for (const key of a) if (b.includes(key)) shared++;
+            sum += (attributeWeight * shared) / (a.length + b.length - shared);
+          }
+        }
+        if (embeddingWeight > 0 && hasVector[i] && hasVector[j]) {
+          let dot = 0;
+          for (let d = 0, x = i * dim, y = j * dim; d < dim; d++) dot += vectors[x + d]! * vectors[y + d]!;
+          if (dot > 0) sum += embeddingWeight * dot;
+        }
+        return sum / totalWeight;
+      };
+
+      const maxSimilarity = new Float64Array(n);
+      const picked = new Uint8Array(n);
+      const order: number[] = [];
+      for (let step = 0; step < picks; step++) {
+        let best = -1;
+        let bestValue = -Infinity;
+        for (let i = 0; i < n; i++) {
+          if (picked[i]) continue;
+          const value = lambda * relevance[i]! - (1 - lambda) * maxSimilarity[i]!;
+          if (value > bestValue) {
+            bestValue = value;
+            best = i;
+          }
+        }
+        picked[best] = 1;
+        order.push(best);
+        for (let i = 0; i < n; i++) if (!picked[i]) maxSimilarity[i] = Math.max(maxSimilarity[i]!, similarity(i, best));
+      }
+      for (let i = 0; i < items.length; i++) if (i >= n || !picked[i]) order.push(i);
+      return order.map((from, to) => {
+        const item = items[from]!;
+        if (from === to) return item;
+        const reason = to < picks && maxSimilarity[from]! > 0 ? `similarity ${maxSimilarity[from]!.toFixed(2)} to items above` : undefined;
+        return withMove(item, 'mmr', from, to, reason);
+      });
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import type { MergedCandidate, SourceHit } from '../recall/merge.js';
+import type { Adjustment, RerankItem, RerankRequest, RerankStep } from './types.js';
+
+/**
+ * Runs re-ranking steps in order and cuts the result to `count`; `explain` gives the per-item breakdown that a
+ * response carries when asked. Steps that change scores re-sort; steps that move items (caps, MMR, pins) decide the
+ * final order, so put them last, and pins after everything else.
+ */
+
+export interface Explanation {
+  readonly source: string;
+  readonly sources: readonly SourceHit[];
+  readonly recallScore: number | null;
+  readonly rankerScore: number;
+  readonly adjustments: readonly Adjustment[];
+  readonly finalScore: number;
+}
+
+export class Reranker {
+  constructor(readonly steps: readonly RerankStep[]) {}
+
+  rerank(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
+    let ranked = items.slice().sort((a, b) => b.score - a.score);
+    for (const step of this.steps) ranked = step.apply(ranked, request);
+    return ranked.slice(0, request.count);
+  }
+}
+
+/** Ranker output as re-ranking input: the ranker's score becomes the score every step starts from. */
+export function toRerankItems(candidates: readonly MergedCandidate[], rankerScores: ArrayLike<number>): RerankItem[] {
+  if (rankerScores.length !== candidates.length) {
+    throw new Error(`${rankerScores.length} ranker scores for ${candidates.length} candidates`);
+  }
+  return candidates.map((candidate, i) => ({
+    itemId: candidate.itemId,
+    score: rankerScores[i]!,
+    source: candidate.source,
+    sources: candidate.sources,
+    recallScore: candidate.score,
+    rankerScore: rankerScores[i]!,
+    adjustments: [],
+  }));
+}
+
+export function explain(item: RerankItem): Explanation {
+  return {
+    source: item.source,
+    sources: item.sources ?? [],
+    recallScore: item.recallScore ?? null,
+    rankerScore: item.rankerScore,
+    adjustments: item.adjustments,
+    finalScore: item.score,
+  };
+}
