@@ -1,0 +1,123 @@
+/**
+ * Suite `features`: in-memory update rate, one-user-300-candidate lookup latency, hot-state bytes per user (1M
+ * users with a 20-item history and 6 decayed counters), and the update rate through Redis with write-behind.
+ * Options: --events=N (updates timed, default 2,000,000), --users=N (default 1,000,000), --redisEvents=N (default 300,000).
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { RedisFeatureStore } from '../connectors/redis-store.js';
+import { FeatureCache } from '../operators/features/cache.js';
+import type { FeatureConfig } from '../operators/features/config.js';
+import type { BehaviourEvent, BehaviourType } from '../schema/events.js';
+import { startRedis } from '../test/support/redis.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+const T0 = Date.UTC(2026, 0, 5);
+const TYPES: BehaviourType[] = ['impression', 'impression', 'impression', 'impression', 'click', 'view', 'view', 'purchase'];
+
+function makeEvents(count: number, users: number, items: number): BehaviourEvent[] {
+  let seed = 42;
+  const random = () => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed / 4294967296;
+  };
+  return Array.from({ length: count }, (_, n) => ({
+    id: `e${n}`,
+    type: TYPES[n % TYPES.length]!,
+    userId: `u${Math.floor(random() * users)}`,
+    itemId: `i${Math.floor(random() * random() * items)}`,
+    ts: T0 + n * 5 - Math.floor(random() * 10_000),
+  }));
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+function heapAndBuffers(): number {
+  gc();
+  gc();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+export async function run({ args, log }: { args: Record<string, string>; log: (line: string) => void }): Promise<Record<string, unknown>> {
+  const eventCount = Number(args.events ?? 2_000_000);
+  const userCount = Number(args.users ?? 1_000_000);
+  const redisEventCount = Number(args.redisEvents ?? 300_000);
+
+  // Updates: the default feature config, 100k users, 20k items.
+  const events = makeEvents(eventCount, 100_000, 20_000);
+  const cache = new FeatureCache();
+  for (let i = 0; i < 200_000; i++) cache.update(events[i]!);
+  const started = performance.now();
+  const cpuStarted = process.cpuUsage();
+  for (let i = 0; i < events.length; i++) cache.update(events[i]!);
+  const updatesPerSec = Math.round(events.length / ((performance.now() - started) / 1000));
+  const cpu = process.cpuUsage(cpuStarted);
+  // On a shared machine wall time includes waiting for a core; CPU time shows what one core does.
+  const updatesPerCpuSec = Math.round(events.length / ((cpu.user + cpu.system) / 1e6));
+  log(`updates: ${updatesPerSec.toLocaleString()}/s wall, ${updatesPerCpuSec.toLocaleString()}/s of CPU time, over ${events.length.toLocaleString()} events`);
+
+  // Lookup: one active user, 300 candidates among the items with data.
+  const users = ['u1', 'u2', 'u3', 'u4', 'u5'].filter((u) => cache.userSlot(u) >= 0);
+  const candidates = Array.from({ length: 300 }, (_, i) => `i${i * 7}`);
+  const context = { ts: T0 + eventCount * 5, fields: { device: 'mobile' } };
+  let rows = cache.lookup(users[0]!, candidates, context);
+  const latencies: number[] = [];
+  for (let i = 0; i < 5000; i++) {
+    const t = performance.now();
+    rows = cache.lookup(users[i % users.length]!, candidates, context, rows);
+    latencies.push((performance.now() - t) * 1000);
+  }
+  latencies.sort((a, b) => a - b);
+  const lookup300P50Us = Math.round(percentile(latencies, 0.5) * 10) / 10;
+  const lookup300P99Us = Math.round(percentile(latencies, 0.99) * 10) / 10;
+  log(`lookup 300: p50 ${lookup300P50Us} µs, p99 ${lookup300P99Us} µs (${rows.width} features)`);
+  events.length = 0;
+
+  // Bytes per user: 1M users, each with a full 20-item history and 6 decayed counters (2 types x 3 half-lives).
+  const memoryConfig: FeatureConfig = {
+    user: { histories: [{ name: 'recent', types: ['click', 'view'], length: 20 }], counterTypes: ['click', 'view'], affinitySlots: 4 },
+    item: { covisitNeighbours: 0 },
+    memory: { maxBytes: 1024 * 1024 * 1024, itemShare: 0.05 },
+  };
+  const before = heapAndBuffers();
+  const big = new FeatureCache(memoryConfig);
+  const ids = Array.from({ length: 20 }, (_, i) => `i${i}`);
+  const event = { id: 'x', type: 'click' as BehaviourType, userId: '', itemId: '', ts: T0 };
+  for (let u = 0; u < userCount; u++) {
+    event.userId = `u${u}`;
+    for (let k = 0; k < 20; k++) {
+      event.itemId = ids[k]!;
+      event.type = k % 2 === 0 ? 'click' : 'view';
+      event.ts = T0 + k * 1000;
+      big.update(event);
+    }
+  }
+  const bytesPerUser = Math.round((heapAndBuffers() - before) / userCount);
+  log(`bytes per user: ${bytesPerUser} (${big.users.count.toLocaleString()} users, typed arrays ${Math.round(big.bytes / userCount)} B/user)`);
+
+  // Redis: batches of 5000 events, written behind every 100 ms (the default), timed until all of it is durable.
+  const server = await startRedis();
+  let redisUpdatesPerSec = 0;
+  try {
+    const store = new RedisFeatureStore({ connection: { host: '127.0.0.1', port: server.port }, shard: 'bench' });
+    await store.restore();
+    const redisEvents = makeEvents(redisEventCount, 20_000, 5_000);
+    const t = performance.now();
+    for (let i = 0; i < redisEvents.length; i += 5000) {
+      await store.update(redisEvents.slice(i, i + 5000), [{ topic: 'events', partition: 0, offset: i + 5000 }]);
+      // Yields to the write-behind timer as a source fetching its next batch would.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await store.checkpoint();
+    redisUpdatesPerSec = Math.round(redisEvents.length / ((performance.now() - t) / 1000));
+    log(`redis: ${redisUpdatesPerSec.toLocaleString()} updates/s, ${store.recordsWritten.toLocaleString()} records written`);
+    await store.close();
+  } finally {
+    await server.close();
+  }
+  return { suite: 'features', updatesPerSec, lookup300P50Us, lookup300P99Us, bytesPerUser, redisUpdatesPerSec };
+}

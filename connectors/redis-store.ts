@@ -1,0 +1,426 @@
+import { Redis, type Cluster, type RedisOptions } from 'ioredis';
+import type { SourcePosition } from '../operators/batch.js';
+import { FeatureCache, type EntityKind, type LookupContext } from '../operators/features/cache.js';
+import { decodeGlobals, decodeItem, decodeUser, encodeGlobals, encodeItem, encodeUser } from '../operators/features/codec.js';
+import type { FeatureConfig } from '../operators/features/config.js';
+import { hash53, low32 } from '../operators/features/hash.js';
+import type { FeatureRows } from '../operators/features/rows.js';
+import { isBehaviourEvent, type InputEvent } from '../schema/events.js';
+import { PositionMap, type FeatureStore, type FeatureStoreHealth } from './feature-store.js';
+
+/**
+ * Key layout (all keys of a shard share the hash tag `{<shard>}`, so they live in one Redis Cluster slot and a
+ * checkpoint is a single-slot atomic script):
+ *
+ *   <prefix>:{<shard>}:u:<user key hex>   user record, binary (codec.ts), expires after `ttlMs` without writes
+ *   <prefix>:{<shard>}:i:<item ref hex>   item record, binary, with the item id at its end, same expiry
+ *   <prefix>:{<shard>}:g                  global and per-attribute CTR statistics, binary
+ *   <prefix>:{<shard>}:offsets            hash "<topic>/<partition>" -> next offset covered by the records
+ *
+ * A user key is the 53-bit cyrb53 hash of its id; an item ref is the low 32 bits of its id's hash, the reference
+ * user histories hold, so the items a history names can be loaded with it (a record whose id does not hash to the
+ * key asked for is a 32-bit collision and counts as a miss). One features worker writes one shard; serving
+ * instances read it (`role: 'reader'`) and reload anything older than `maxStalenessMs`.
+ */
+export interface RedisFeatureStoreOptions {
+  readonly features?: FeatureConfig;
+  /** A client to use (its owner closes it). Default: one made from `connection`, closed by `close()`. */
+  readonly client?: Redis | Cluster;
+  /** Default `redisOptionsFromEnv()`. */
+  readonly connection?: RedisOptions;
+  /** Default `eddy:f`. */
+  readonly prefix?: string;
+  /** Default `features`. */
+  readonly shard?: string;
+  /** A writer owns the shard's state; a reader only serves it. Default `writer`. */
+  readonly role?: 'writer' | 'reader';
+  /** Expiry of user and item records. Default 30 days. */
+  readonly ttlMs?: number;
+  /** How long changes wait in memory before they are written behind. Default 100 ms. */
+  readonly flushIntervalMs?: number;
+  /** Reader: oldest a cached record may be before a lookup reloads it. Default 1000 ms. */
+  readonly maxStalenessMs?: number;
+  /** Changed records held while Redis is away; beyond it `update` and `checkpoint` wait for Redis. Default 200,000. */
+  readonly maxPendingWrites?: number;
+}
+
+/**
+ * Connection settings from the environment: `EDDY_REDIS_URL` (default `redis://127.0.0.1:6379`; `rediss://` turns on
+ * TLS), `EDDY_REDIS_PASSWORD`, and `EDDY_REDIS_TLS=1` for TLS on a `redis://` URL.
+ */
+export function redisOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): RedisOptions {
+  const url = new URL(env.EDDY_REDIS_URL ?? 'redis://127.0.0.1:6379');
+  const tls = url.protocol === 'rediss:' || env.EDDY_REDIS_TLS === '1';
+  const password = env.EDDY_REDIS_PASSWORD ?? (url.password ? decodeURIComponent(url.password) : undefined);
+  return {
+    host: url.hostname,
+    port: Number(url.port || 6379),
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(password ? { password } : {}),
+    ...(url.pathname.length > 1 ? { db: Number(url.pathname.slice(1)) } : {}),
+    ...(tls ? { tls: {} } : {}),
+  };
+}
+
+/** A user by its 53-bit key, or an item by its 32-bit reference (what histories and co-visitation hold). */
+type Keyed = { readonly kind: EntityKind; readonly key: number };
+
+/**
+ * The FeatureCache with Redis behind it: write-behind in atomic scripts (one command per flush) that carry the source
+ * positions with the state, read-through on a miss, and serving from the cache while Redis is away.
+ */
+export class RedisFeatureStore implements FeatureStore {
+  readonly kind = 'redis' as const;
+  readonly cache: FeatureCache;
+  readonly names: readonly string[];
+  private readonly redis: Redis | Cluster;
+  private readonly ownsClient: boolean;
+  private readonly base: string;
+  private readonly role: 'writer' | 'reader';
+  private readonly ttlMs: number;
+  private readonly flushIntervalMs: number;
+  private readonly maxStalenessMs: number;
+  private readonly maxPendingWrites: number;
+  private readonly applied = new PositionMap();
+  /** Encoded records not yet written: evicted before their flush, or kept from a failed one. */
+  private pending = new Map<string, Uint8Array>();
+  private flushing: Promise<void> = Promise.resolve();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private failure: string | undefined;
+  private readonly loadedAt = new Map<string, number>();
+  private globalsLoadedAt = -Infinity;
+  private closed = false;
+  /** Records written since start, for the benchmark and metrics. */
+  recordsWritten = 0;
+
+  constructor(options: RedisFeatureStoreOptions = {}) {
+    this.role = options.role ?? 'writer';
+    this.cache = new FeatureCache(options.features, { onEvict: (kind, slot) => this.saveEvicted(kind, slot) });
+    this.names = this.cache.names;
+    this.base = `${options.prefix ?? 'eddy:f'}:{${options.shard ?? 'features'}}`;
+    this.ttlMs = options.ttlMs ?? 30 * 24 * 3_600_000;
+    this.flushIntervalMs = options.flushIntervalMs ?? 100;
+    this.maxStalenessMs = options.maxStalenessMs ?? 1000;
+    this.maxPendingWrites = options.maxPendingWrites ?? 200_000;
+    this.ownsClient = !options.client;
+    this.redis =
+      options.client ??
+      new Redis({
+        ...(options.connection ?? redisOptionsFromEnv()),
+        lazyConnect: true,
+        // Fail fast while disconnected: the store serves from the cache and keeps changes pending instead.
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 1,
+        retryStrategy: () => 200,
+      });
+    this.redis.on('error', (error: Error) => this.markFailed(error));
+    this.redis.on('ready', () => {
+      this.failure = undefined;
+      if (this.role === 'writer') this.scheduleFlush(0);
+    });
+  }
+
+  private keyOf(kind: EntityKind | 'g' | 'offsets', key = 0): string {
+    if (kind === 'g' || kind === 'offsets') return `${this.base}:${kind}`;
+    return `${this.base}:${kind === 'user' ? 'u' : 'i'}:${key.toString(16)}`;
+  }
+
+  private markFailed(error: unknown): void {
+    this.failure = error instanceof Error ? error.message : String(error);
+  }
+
+  private async connected(): Promise<void> {
+    if (this.redis.status === 'wait') await this.redis.connect();
+  }
+
+  async restore(): Promise<readonly SourcePosition[]> {
+    try {
+      await this.connected();
+      const [offsets, globals] = await Promise.all([this.redis.hgetall(this.keyOf('offsets')), this.redis.getBuffer(this.keyOf('g'))]);
+      if (globals) decodeGlobals(this.cache, globals);
+      this.globalsLoadedAt = performance.now();
+      const positions = Object.entries(offsets).map(([id, offset]) => {
+        const cut = id.lastIndexOf('/');
+        return { topic: id.slice(0, cut), partition: Number(id.slice(cut + 1)), offset: Number(offset) };
+      });
+      this.applied.advance(positions);
+      return this.applied.list();
+    } catch (error) {
+      throw new Error(`cannot restore feature state from Redis (${this.base})`, { cause: error });
+    }
+  }
+
+  async update(events: readonly InputEvent[], positions: readonly SourcePosition[] = []): Promise<void> {
+    if (this.role !== 'writer') throw new Error('a reader feature store takes no updates');
+    const evictions = () => this.cache.users.evictions + this.cache.items.evictions;
+    const before = evictions();
+    const absent = await this.loadMissing(this.keysOf(events));
+    for (const event of events) {
+      // Loading or applying may evict a key the batch needs when the batch is large for the budget: load it again.
+      if (evictions() !== before && !this.holdsStateOf(event, absent)) {
+        for (const name of await this.loadMissing(this.keysOf([event]))) absent.add(name);
+      }
+      this.cache.update(event);
+    }
+    this.applied.advance(positions);
+    if (this.pendingCount() >= this.maxPendingWrites) await this.flushUntilDurable();
+    else this.scheduleFlush(this.flushIntervalMs);
+  }
+
+  private keysOf(events: readonly InputEvent[]): Keyed[] {
+    const seen = new Set<string>();
+    const keys: Keyed[] = [];
+    const add = (kind: EntityKind, id: string) => {
+      const key = kind === 'user' ? hash53(id) : low32(hash53(id));
+      const name = `${kind[0]}${key}`;
+      if (seen.has(name)) return;
+      seen.add(name);
+      keys.push({ kind, key });
+    };
+    for (const event of events) {
+      if (event.type === 'item') add('item', event.itemId);
+      else if (isBehaviourEvent(event)) {
+        add('user', event.userId);
+        add('item', event.itemId);
+      }
+    }
+    return keys;
+  }
+
+  /** Whether every record the event changes or reads is in the cache, or known not to exist. */
+  private holdsStateOf(event: InputEvent, absent: ReadonlySet<string>): boolean {
+    const has = (k: Keyed) => this.isCached(k) || absent.has(this.keyOf(k.kind, k.key));
+    if (event.type === 'item') return has({ kind: 'item', key: low32(hash53(event.itemId)) });
+    if (!isBehaviourEvent(event)) return true;
+    const user: Keyed = { kind: 'user', key: hash53(event.userId) };
+    if (!has(user) || !has({ kind: 'item', key: low32(hash53(event.itemId)) })) return false;
+    return this.recentItemsToLoad([user]).every(has);
+  }
+
+  private isCached(k: Keyed): boolean {
+    return (k.kind === 'user' ? this.cache.users.find(k.key) : this.cache.itemSlotByRef(k.key)) >= 0;
+  }
+
+  /** The items co-visitation pairs with, for users in `keys`, that the cache does not hold. */
+  private recentItemsToLoad(keys: readonly Keyed[]): Keyed[] {
+    const limit = this.cache.config.item.covisitNeighbours > 0 ? this.cache.config.item.covisitRecent : 0;
+    if (limit === 0) return [];
+    const out: Keyed[] = [];
+    for (const k of keys) {
+      if (k.kind !== 'user') continue;
+      const slot = this.cache.users.find(k.key);
+      if (slot < 0) continue;
+      for (const ref of this.cache.recentRefs(slot, 0, limit)) {
+        if (this.cache.itemSlotByRef(ref) < 0 && !out.some((o) => o.key === ref)) out.push({ kind: 'item', key: ref });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Reads the records of keys the cache does not hold. A writer cannot start a key from nothing while Redis may
+   * hold it, so it retries until Redis answers; the source waits meanwhile, which bounds memory.
+   */
+  private async loadMissing(keys: readonly Keyed[]): Promise<Set<string>> {
+    const missing = keys.filter((k) => !this.isCached(k));
+    if (missing.length === 0) return new Set();
+    for (;;) {
+      try {
+        const absent = await this.readInto(missing);
+        const recent = this.recentItemsToLoad(missing);
+        if (recent.length > 0) for (const name of await this.readInto(recent)) absent.add(name);
+        return absent;
+      } catch (error) {
+        this.markFailed(error);
+        if (this.closed) throw new Error('feature store closed while waiting for Redis', { cause: error });
+        await sleep(100);
+      }
+    }
+  }
+
+  /** One MGET for all `keys` (they share a hash tag); pending writes win over what Redis holds. Returns the absent. */
+  private async readInto(keys: readonly Keyed[]): Promise<Set<string>> {
+    const absent = new Set<string>();
+    const names = keys.map((k) => this.keyOf(k.kind, k.key));
+    const values = await this.redis.mgetBuffer(...names);
+    const now = performance.now();
+    keys.forEach((k, i) => {
+      const name = names[i]!;
+      const bytes = this.pending.get(name) ?? values[i];
+      this.loadedAt.set(name, now);
+      if (!bytes) {
+        absent.add(name);
+        return;
+      }
+      if (k.kind === 'user') {
+        if (!decodeUser(this.cache, k.key, bytes)) this.markFailed(new Error(`record ${name} was written under another feature config`));
+        return;
+      }
+      const slot = this.cache.itemSlotByRef(k.key);
+      // A cached item with this reference but another id is a collision; the cached one stays.
+      if (slot >= 0 && this.role === 'writer') return;
+      if (decodeItem(this.cache, bytes) === undefined) this.markFailed(new Error(`record ${name} was written under another feature config`));
+    });
+    if (this.failure !== undefined && this.redis.status === 'ready' && keys.length > 0) this.failure = undefined;
+    return absent;
+  }
+
+  async lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows> {
+    const wanted: Keyed[] = [];
+    const now = performance.now();
+    const needs = (kind: EntityKind, key: number) => {
+      if (this.role === 'writer') {
+        // A writer's cache is the newest state; it only reads what it does not hold.
+        if (!this.isCached({ kind, key })) wanted.push({ kind, key });
+        return;
+      }
+      const loaded = this.loadedAt.get(this.keyOf(kind, key));
+      if (loaded === undefined || now - loaded > this.maxStalenessMs) wanted.push({ kind, key });
+    };
+    needs('user', hash53(userId));
+    for (const c of candidates) needs('item', low32(hash53(c)));
+    const refreshGlobals = this.role === 'reader' && now - this.globalsLoadedAt > this.maxStalenessMs;
+    if ((wanted.length > 0 || refreshGlobals) && this.redis.status === 'ready') {
+      try {
+        await Promise.all([
+          wanted.length > 0 ? this.readInto(wanted) : undefined,
+          refreshGlobals ? this.refreshGlobals() : undefined,
+        ]);
+        const recent = this.recentItemsToLoad(wanted);
+        if (recent.length > 0) await this.readInto(recent);
+      } catch (error) {
+        // Serving goes on from the cache; health() reports the store as degraded.
+        this.markFailed(error);
+      }
+    }
+    return this.cache.lookup(userId, candidates, context);
+  }
+
+  private async refreshGlobals(): Promise<void> {
+    const bytes = await this.redis.getBuffer(this.keyOf('g'));
+    if (bytes) decodeGlobals(this.cache, bytes);
+    this.globalsLoadedAt = performance.now();
+  }
+
+  async checkpoint(): Promise<void> {
+    if (this.role !== 'writer') return;
+    await this.flush();
+    if (this.failure !== undefined && this.pendingCount() >= this.maxPendingWrites) await this.flushUntilDurable();
+  }
+
+  positions(): readonly SourcePosition[] {
+    return this.applied.list();
+  }
+
+  health(): FeatureStoreHealth {
+    const degraded = this.failure !== undefined || this.redis.status !== 'ready';
+    return {
+      degraded,
+      ...(degraded ? { reason: this.failure ?? `redis connection ${this.redis.status}` } : {}),
+      pendingWrites: this.pendingCount(),
+      newestEventTs: this.cache.newestEventTs,
+    };
+  }
+
+  /** Records changed in memory and not yet in Redis. */
+  pendingCount(): number {
+    return this.pending.size + this.cache.users.dirtySlots.length + this.cache.items.dirtySlots.length + (this.cache.globalsDirty ? 1 : 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.role === 'writer' && !this.closed) await this.flush();
+    this.closed = true;
+    clearTimeout(this.flushTimer);
+    if (this.ownsClient) this.redis.disconnect();
+  }
+
+  private saveEvicted(kind: EntityKind, slot: number): void {
+    if (this.role !== 'writer') return;
+    const columns = kind === 'user' ? this.cache.users.columns : this.cache.items.columns;
+    if (columns.cols.dirty[slot] !== 1) return;
+    const key = kind === 'user' ? columns.cols.key[slot]! : this.cache.items.columns.cols.ref[slot]!;
+    this.pending.set(this.keyOf(kind, key), kind === 'user' ? encodeUser(this.cache, slot) : encodeItem(this.cache, slot));
+  }
+
+  private scheduleFlush(delayMs: number): void {
+    if (this.flushTimer || this.closed) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush().catch((error: unknown) => this.markFailed(error));
+    }, delayMs);
+  }
+
+  /** Writes until nothing is pending, retrying while Redis is away. */
+  private async flushUntilDurable(): Promise<void> {
+    for (;;) {
+      await this.flush();
+      if (this.pendingCount() === 0 || this.closed) return;
+      await sleep(100);
+    }
+  }
+
+  /**
+   * Writes every changed record and the positions they cover in one script, which Redis runs atomically (one
+   * command carries them all, far cheaper than a MULTI of one SET each). The records are encoded in one synchronous
+   * step, so they and the positions describe the same moment. On failure they stay pending for the next flush.
+   */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.then(async () => {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+      const records = this.pending;
+      this.pending = new Map();
+      for (const slot of this.cache.users.takeDirty()) records.set(this.keyOf('user', this.cache.users.columns.cols.key[slot]!), encodeUser(this.cache, slot));
+      for (const slot of this.cache.items.takeDirty()) records.set(this.keyOf('item', this.cache.items.columns.cols.ref[slot]!), encodeItem(this.cache, slot));
+      const globals = this.cache.globalsDirty ? encodeGlobals(this.cache) : undefined;
+      this.cache.globalsDirty = false;
+      const positions = this.applied.list();
+      if (records.size === 0 && !globals && positions.length === 0) return;
+      try {
+        const names = [...records.keys()];
+        const values = [...records.values()].map((bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        const offsets = positions.flatMap((p) => [`${p.topic}/${p.partition}`, String(p.offset)]);
+        await this.redis.eval(
+          CHECKPOINT_SCRIPT,
+          names.length + 2,
+          this.keyOf('offsets'),
+          this.keyOf('g'),
+          ...names,
+          String(this.ttlMs),
+          globals ? '1' : '0',
+          globals ? Buffer.from(globals.buffer, globals.byteOffset, globals.byteLength) : '',
+          String(positions.length),
+          ...offsets,
+          ...values,
+        );
+        this.recordsWritten += records.size;
+        if (this.redis.status === 'ready') this.failure = undefined;
+      } catch (error) {
+        this.markFailed(error);
+        // Records evicted while the write was in flight are newer than the ones put back. Slots changed meanwhile are
+        // dirty again and are encoded afresh at the next flush, over these.
+        for (const [name, bytes] of records) if (!this.pending.has(name)) this.pending.set(name, bytes);
+        if (globals) this.cache.globalsDirty = true;
+      }
+    });
+    return this.flushing;
+  }
+}
+
+/**
+ * KEYS: offsets hash, globals, then the records. ARGV: ttl ms, '1' if globals are written, the globals, the number
+ * of positions, field/offset pairs, then one value per record.
+ */
+const CHECKPOINT_SCRIPT = `
+local ttl = ARGV[1]
+if ARGV[2] == '1' then redis.call('SET', KEYS[2], ARGV[3]) end
+local positions = tonumber(ARGV[4])
+for j = 1, positions do redis.call('HSET', KEYS[1], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
+local base = 4 + 2 * positions
+for k = 3, #KEYS do redis.call('SET', KEYS[k], ARGV[base + k - 2], 'PX', ttl) end
+return #KEYS - 2
+`;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,104 @@
+import type { Log } from '../../connectors/log.js';
+import type { FeatureRows } from './rows.js';
+
+/**
+ * Point-in-time feature logging: the feature values a request was scored with, logged with its request id, so
+ * training samples join labels to the features as they were when the items were served, never to later values.
+ */
+export interface ServedFeatures {
+  readonly requestId: string;
+  readonly userId: string;
+  /** Lookup time (ms), the `ts` the rows were computed as of. */
+  readonly ts: number;
+  /** Feature names, in the order of every `values` array. */
+  readonly names: readonly string[];
+  readonly items: readonly { readonly itemId: string; readonly values: readonly number[] }[];
+}
+
+export function servedFeatures(requestId: string, userId: string, ts: number, candidates: readonly string[], rows: FeatureRows): ServedFeatures {
+  return {
+    requestId,
+    userId,
+    ts,
+    names: rows.names,
+    items: candidates.slice(0, rows.count).map((itemId, i) => ({ itemId, values: Array.from(rows.row(i)) })),
+  };
+}
+
+export interface FeatureLogSink {
+  push(entry: ServedFeatures): void;
+}
+
+export interface TopicFeatureLogOptions {
+  /** Default `feature-log`. */
+  readonly topic?: string;
+  /** Entries buffered before `push` flushes on its own. Default 256. */
+  readonly maxBuffered?: number;
+}
+
+/** Appends served features to a log topic keyed by user, so they land with the user's events in partition terms. */
+export class TopicFeatureLog implements FeatureLogSink {
+  private buffered: ServedFeatures[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  readonly topic: string;
+  private readonly maxBuffered: number;
+
+  constructor(
+    private readonly log: Log,
+    options: TopicFeatureLogOptions = {},
+  ) {
+    this.topic = options.topic ?? 'feature-log';
+    this.maxBuffered = options.maxBuffered ?? 256;
+  }
+
+  push(entry: ServedFeatures): void {
+    this.buffered.push(entry);
+    if (this.buffered.length >= this.maxBuffered) void this.flush().catch(() => undefined);
+  }
+
+  /** Appends what is buffered; appends run in order. */
+  flush(): Promise<void> {
+    const entries = this.buffered;
+    this.buffered = [];
+    this.writing = this.writing.then(async () => {
+      if (entries.length === 0) return;
+      try {
+        await this.log.append(this.topic, entries.map((e) => ({ key: e.userId, value: JSON.stringify(e) })));
+      } catch (error) {
+        throw new Error(`cannot append ${entries.length} served-feature entries to ${this.topic}`, { cause: error });
+      }
+    });
+    return this.writing;
+  }
+}
+
+/**
+ * Served features by request and item, kept for `horizonMs` of lookup time, for a samples job to take the values
+ * a label's impression was scored with. Entries leave in the order they came, once older than the horizon.
+ */
+export class ServedFeatureIndex implements FeatureLogSink {
+  private readonly byRequest = new Map<string, ServedFeatures>();
+  private newestTs = -Infinity;
+
+  constructor(private readonly horizonMs: number) {}
+
+  push(entry: ServedFeatures): void {
+    this.byRequest.set(entry.requestId, entry);
+    if (entry.ts > this.newestTs) this.newestTs = entry.ts;
+    for (const [id, held] of this.byRequest) {
+      if (held.ts >= this.newestTs - this.horizonMs) break;
+      this.byRequest.delete(id);
+    }
+  }
+
+  /** The values `itemId` was served with in `requestId`, or undefined. */
+  get(requestId: string, itemId: string): { names: readonly string[]; values: readonly number[] } | undefined {
+    const entry = this.byRequest.get(requestId);
+    const item = entry?.items.find((i) => i.itemId === itemId);
+    return entry && item ? { names: entry.names, values: item.values } : undefined;
+  }
+
+  get size(): number {
+    return this.byRequest.size;
+  }
+}
