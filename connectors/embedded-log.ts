@@ -133,6 +133,17 @@ export class EmbeddedLog implements Log {
     return results;
   }
 
+  /**
+   * Continues a partition's offsets from `offset`: a fresh in-memory log restarted under state snapshotted with
+   * positions must number new records after those positions, or they would be skipped as already applied.
+   */
+  continueFrom(positions: readonly (TopicPartition & { offset: number })[]): void {
+    for (const p of positions) {
+      const partition = this.partition(p);
+      if (partition.records.length === 0 && partition.nextOffset < p.offset) partition.nextOffset = p.offset;
+    }
+  }
+
   async offsets(topic: string): Promise<{ partition: number; low: number; high: number }[]> {
     return this.topicOrCreate(topic).partitions.map((p) => ({ partition: p.index, low: p.lowOffset, high: p.nextOffset }));
   }

@@ -48,7 +48,7 @@ export class PipelineRunner {
   private committing: Promise<void> = Promise.resolve();
   private lastCommitAt = 0;
   /** Once processing fails, nothing more is committed: the failed batch and those after it are read again. */
-  private failed = false;
+  private failure = false;
   private resolveDone!: () => void;
   private rejectDone!: (error: unknown) => void;
 
@@ -63,6 +63,11 @@ export class PipelineRunner {
     this.done.catch(() => undefined);
   }
 
+  /** True once processing has failed; the runner then commits nothing more and stops. */
+  get failed(): boolean {
+    return this.failure;
+  }
+
   start(): this {
     const { options } = this;
     this.consumer = options.log.consumer({
@@ -72,7 +77,7 @@ export class PipelineRunner {
       ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
       onAssign: (partitions) => options.onAssign?.(partitions, this.consumer),
       onRevoke: async (partitions) => {
-        if (!this.failed) await this.drain();
+        if (!this.failure) await this.drain();
         await options.onRevoke?.(partitions);
       },
     });
@@ -93,7 +98,7 @@ export class PipelineRunner {
         this.scheduleCommit(false);
       },
       error: (error: unknown) => {
-        this.failed = true;
+        this.failure = true;
         this.abort.abort();
         this.consumer.close().finally(() => this.rejectDone(error));
       },
@@ -125,7 +130,7 @@ export class PipelineRunner {
     if (!force && performance.now() - this.lastCommitAt < interval) return;
     this.lastCommitAt = performance.now();
     this.committing = this.committing.then(async () => {
-      if (this.failed) return;
+      if (this.failure) return;
       const positions = this.tracker.takeCommittable();
       if (positions.length === 0) return;
       await this.options.checkpoint?.(positions);

@@ -9,9 +9,21 @@ export interface Command {
   load(): Promise<CommandModule>;
 }
 
+const role = (name: 'all' | 'features' | 'samples' | 'trainer' | 'serve', summary: string): Command => ({
+  summary,
+  load: async () => (await import('./roles.js')).roleCommand(name),
+});
+
 export const commands: Readonly<Record<string, Command>> = {
+  all: role('all', 'every role in one process on the embedded log and store, with a demo simulator (npm start)'),
+  features: role('features', 'events, items and users into the feature store'),
+  serve: role('serve', 'HTTP API, recommendation-requests, proactive pushes; reads features and models'),
   describe: {
     summary: 'print a pipeline’s operator graph: eddy describe <pipeline> [--json]',
     load: () => import('./describe.js'),
+  },
+  eval: {
+    summary: 'prequential evaluation against baselines: eddy eval --dataset movielens --ratings F --movies F --k 10 [--json]',
+    load: () => import('./report/eval-command.js'),
   },
 };

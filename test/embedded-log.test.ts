@@ -167,3 +167,15 @@ describe('EmbeddedLog', () => {
     await consumer.close();
   });
 });
+
+describe('EmbeddedLog.continueFrom', () => {
+  it('numbers new records after positions restored from a snapshot', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('events', { partitions: 2 });
+    log.continueFrom([{ topic: 'events', partition: 1, offset: 500 }]);
+    const [result] = await log.append('events', [{ key: null, value: 'x', partition: 1 }]);
+    expect(result!.offset).toBe(500);
+    const [other] = await log.append('events', [{ key: null, value: 'y', partition: 0 }]);
+    expect(other!.offset).toBe(0);
+  });
+});

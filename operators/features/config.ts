@@ -141,7 +141,7 @@ export function resolveFeatureConfig(config: FeatureConfig = {}): ResolvedFeatur
       ctrPriorWeight: i.ctrPriorWeight ?? 50,
       ctrPrior: i.ctrPrior ?? 0.02,
       trendingHalfLifeMs: i.trendingHalfLifeMs ?? 6 * HOUR,
-      attributeFields: i.attributeFields ?? ['genre', 'tags', 'category'],
+      attributeFields: i.attributeFields ?? ['genre', 'genres', 'tags', 'category'],
       maxAttributes: i.maxAttributes ?? 8,
       numericFields: i.numericFields ?? [],
       categoricalFields: i.categoricalFields ?? {},

@@ -1,0 +1,283 @@
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { basename } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { EmbeddedLog } from '../connectors/embedded-log.js';
+import type { FeatureStore } from '../connectors/feature-store.js';
+import { createHttpServer, type EddyService } from '../connectors/http.js';
+import { createLog, ensureTopics } from '../connectors/kafka/index.js';
+import type { Log, LogRecord } from '../connectors/log.js';
+import { MemoryFeatureStore } from '../connectors/memory-store.js';
+import { RedisFeatureStore } from '../connectors/redis-store.js';
+import { Experiments, type ExperimentConfig } from '../models/ab/experiments.js';
+import { decodeModelVersion, type Predictor, type SparseFeatures } from '../models/learner.js';
+import { predictorFor } from '../models/learners/index.js';
+import { RowEncoder } from '../models/row-features.js';
+import { DeadLetterBuffer } from '../operators/dead-letters.js';
+import { TopicFeatureLog } from '../operators/features/feature-log.js';
+import { registerFeatureStoreMetrics } from '../operators/features/metrics.js';
+import type { Pipeline } from '../operators/pipeline.js';
+import { coldStartPredictor, OnlineRanker, OnnxRanker, servingLayout, type Ranker } from '../operators/rank.js';
+import { Scorer } from '../models/scorer.js';
+import type { AppConfig } from './config.js';
+import { runFeatures } from './features.js';
+import { recallStack } from './recall-stack.js';
+import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
+import { ServingPipeline } from './serving.js';
+
+export const ROLES = ['all', 'features', 'samples', 'trainer', 'serve'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Bits of the hashed feature space shared by the online ranker at serving and the trainer. */
+export const ONLINE_MODEL_BITS = 18;
+export const ONLINE_MODEL_NAME = 'ranker';
+
+export interface StartOptions {
+  readonly config: AppConfig;
+  readonly role: Role;
+  /** Errors of background work (pushes, snapshots) that must not stop serving. */
+  readonly onError?: (error: unknown) => void;
+  /** Serve HTTP. Default true for `serve` and `all`; every role answers /healthz, /readyz and /metrics. */
+  readonly http?: boolean;
+  /** Extra HTTP routes (the dashboard). */
+  readonly httpPlugins?: readonly ((app: FastifyInstance) => void | Promise<void>)[];
+  /** An already created log, for tests and for several roles in one process. */
+  readonly log?: Log;
+}
+
+export interface RunningEddy {
+  readonly role: Role;
+  readonly config: AppConfig;
+  readonly log: Log;
+  readonly registry: Registry;
+  readonly store?: FeatureStore;
+  readonly serving?: ServingPipeline;
+  readonly service?: EddyService;
+  readonly http?: FastifyInstance;
+  /** Where HTTP listens, once started. */
+  readonly url?: string;
+  readonly runners: ReadonlyMap<string, RunningPart>;
+  /** Topologies of the pipelines this process runs. */
+  readonly pipelines: readonly Pipeline<LogRecord, unknown>[];
+  stop(): Promise<void>;
+}
+
+/** Something a role runs in the background: a pipeline runner, or a follower of a topic. */
+export interface RunningPart {
+  readonly failed: boolean;
+  readonly stats: { readonly records: number };
+  stop(): Promise<void>;
+}
+
+export function topicsOf(config: AppConfig): ServeTopics & { samples: string; models: string } {
+  const t = config.kafka.topics;
+  return {
+    events: t.events.name,
+    items: t.items.name,
+    users: t.users.name,
+    requests: t.recommendationRequests.name,
+    recommendations: t.recommendations.name,
+    deadLetters: t.deadLetters.name,
+    samples: t.samples.name,
+    models: t.models.name,
+  };
+}
+
+function createStore(config: AppConfig, role: Role): FeatureStore {
+  if (config.redis) {
+    return new RedisFeatureStore({
+      connection: config.redis,
+      role: role === 'serve' ? 'reader' : 'writer',
+      maxStalenessMs: config.featureMaxStalenessMs,
+    });
+  }
+  return new MemoryFeatureStore({
+    ...(config.dataDir ? { snapshotDir: config.dataDir } : {}),
+    snapshotIntervalMs: config.snapshotIntervalMs,
+  });
+}
+
+/**
+ * Starts one role, or every role in one process (`all`). The stream roles run pipelines over consumer groups; the
+ * serving role keeps recall indices and experiment counters from the event stream, answers HTTP and the
+ * `recommendation-requests` topic, swaps in model versions from the `models` topic, and pushes refreshed lists.
+ */
+export async function startEddy(options: StartOptions): Promise<RunningEddy> {
+  const { config, role } = options;
+  const onError = options.onError ?? ((error: unknown) => console.error(error));
+  const topics = topicsOf(config);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const log = options.log ?? (config.kafka.client === 'embedded' ? new EmbeddedLog({ defaultPartitions: 1 }) : await createLog(config.kafka));
+  await ensureTopics(log, config.kafka);
+  await log.ensureTopic('feature-log', { partitions: config.kafka.topics.events.partitions });
+
+  const runners = new Map<string, RunningPart>();
+  const pipelines: Pipeline<LogRecord, unknown>[] = [];
+  const stoppers: (() => Promise<void> | void)[] = [];
+  const runs = (name: string) => role === 'all' || role === name;
+
+  const needsStore = runs('features') || runs('serve');
+  const store = needsStore ? createStore(config, role) : undefined;
+  if (store) {
+    const restored = await store.restore();
+    if (log instanceof EmbeddedLog) log.continueFrom(restored);
+    registerFeatureStoreMetrics(store, registry);
+  }
+
+  if (runs('features') && store) {
+    const { runner } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0 });
+    runners.set('features', runner);
+  }
+
+  let serving: ServingPipeline | undefined;
+  let service: EddyService | undefined;
+  if (runs('serve') && store) {
+    const experiments = new Experiments(config.experiments as ExperimentConfig[]);
+    const stack = recallStack();
+    const encoder = new RowEncoder({ bits: ONLINE_MODEL_BITS });
+    const onlineRanker = new OnlineRanker('ftrl', encoder, coldStartPredictor(encoder), 'cold-start');
+    const featureLog = new TopicFeatureLog(log, { maxBuffered: 64 });
+    const rankers: Record<string, Ranker> & { default: Ranker } = { default: onlineRanker, online: onlineRanker };
+    if (config.modelFile) {
+      const bytes = await readFile(config.modelFile).catch((error: unknown) => {
+        throw new Error(`EDDY_MODEL_FILE: cannot read ${config.modelFile}`, { cause: error });
+      });
+      const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile) });
+      stoppers.push(() => scorer.close());
+      rankers.default = rankers.onnx = new OnnxRanker(scorer);
+    }
+    serving = new ServingPipeline({
+      store,
+      recaller: stack.recaller,
+      rankers,
+      reranker: stack.reranker,
+      experiments,
+      featureLog,
+      logImpressions: (impressions) => {
+        void featureLog
+          .flush()
+          .then(() => log.append(topics.events, impressions.map((e) => ({ key: e.userId, value: JSON.stringify(e) }))))
+          .catch(onError);
+      },
+    });
+    const servingRef = serving;
+    const pusher = new ProactivePusher(log, serving, topics.recommendations, config.pushDebounceMs, 10, onError);
+    stoppers.push(() => pusher.close());
+
+    const instance = `${hostname()}-${process.pid}-${Date.now()}`;
+    const stateLetters = new DeadLetterBuffer();
+    const statePipeline = servingStatePipeline(stack, experiments, stateLetters, topics, (userId) => pusher.notify(userId));
+    runners.set('serving-state', runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters }));
+    pipelines.push(statePipeline);
+
+    const requestLetters = new DeadLetterBuffer();
+    const requests = requestsPipeline(log, serving, requestLetters, topics);
+    runners.set('requests', runWithDeadLetters(log, requests, requestLetters, { group: 'eddy-serve-requests', topics: [topics.requests], deadLetterTopic: topics.deadLetters, fromBeginning: false }));
+    pipelines.push(requests);
+
+    runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version) => onlineRanker.swap(predictor, version), onError));
+    service = createService({
+      log,
+      topics,
+      serving: servingRef,
+      stack,
+      store,
+      experiments,
+      registry,
+      checks: () => Object.fromEntries([...runners].map(([name, runner]) => [name, { ok: !runner.failed, records: runner.stats.records }])),
+    });
+  }
+
+  let http: FastifyInstance | undefined;
+  let url: string | undefined;
+  if (options.http ?? true) {
+    http = await createHttpServer(service ?? probesOnly(registry, runners), {
+      bodyLimitBytes: config.bodyLimitBytes,
+      ...(config.authToken ? { authToken: config.authToken } : {}),
+      ...(options.httpPlugins ? { plugins: options.httpPlugins } : {}),
+    });
+    url = await http.listen({ port: config.port, host: config.host });
+  }
+
+  return {
+    role,
+    config,
+    log,
+    registry,
+    ...(store ? { store } : {}),
+    ...(serving ? { serving } : {}),
+    ...(service ? { service } : {}),
+    ...(http ? { http } : {}),
+    ...(url ? { url } : {}),
+    runners,
+    pipelines,
+    async stop() {
+      await http?.close();
+      for (const stop of stoppers) await stop();
+      await Promise.all([...runners.values()].map((r) => r.stop().catch(onError)));
+      await store?.close();
+      if (!options.log) await log.close();
+    },
+  };
+}
+
+/** Follows the `models` topic from its start (it is compacted) and swaps each decodable ranker version in. */
+function followModels(
+  log: Log,
+  topic: string,
+  instance: string,
+  swap: (predictor: Predictor<SparseFeatures>, version: string) => void,
+  onError: (error: unknown) => void,
+): RunningPart {
+  const consumer = log.consumer({ group: `eddy-serve-models-${instance}`, topics: [topic], fromBeginning: true, pollTimeoutMs: 200 });
+  let stopped = false;
+  const stats = { records: 0 };
+  const done = (async () => {
+    while (!stopped) {
+      const batch = await consumer.next();
+      if (batch === undefined) break;
+      if (!batch) continue;
+      stats.records += batch.records.length;
+      const latest = batch.records.filter((r) => r.key === ONLINE_MODEL_NAME).at(-1);
+      if (!latest) continue;
+      try {
+        const version = decodeModelVersion(latest.value);
+        swap(predictorFor(version) as Predictor<SparseFeatures>, version.version);
+      } catch (error) {
+        onError(new Error(`model version at ${topic}/${latest.partition}@${latest.offset} could not be loaded`, { cause: error }));
+      }
+    }
+  })();
+  return {
+    stats,
+    failed: false,
+    async stop() {
+      stopped = true;
+      await consumer.close();
+      await done;
+    },
+  };
+}
+
+/** The service of a stream role: only health, readiness and metrics answer; the API routes say it is not served here. */
+function probesOnly(registry: Registry, runners: ReadonlyMap<string, RunningPart>): EddyService {
+  const notHere = async (): Promise<never> => {
+    throw Object.assign(new Error('this role does not serve recommendations'), { statusCode: 404 });
+  };
+  return {
+    ingest: notHere,
+    recommend: notHere,
+    similar: notHere,
+    experiment: () => undefined,
+    async readiness() {
+      const checks = Object.fromEntries([...runners].map(([name, runner]) => [name, { ok: !runner.failed, records: runner.stats.records }]));
+      return { ready: Object.values(checks).every((c) => c.ok), checks };
+    },
+    async metrics() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}

@@ -1,0 +1,172 @@
+import { FeatureRows } from '../operators/features/rows.js';
+import { servedFeatures, type FeatureLogSink } from '../operators/features/feature-log.js';
+import type { FeatureStore } from '../connectors/feature-store.js';
+import type { Ranker } from '../operators/rank.js';
+import type { MergedCandidate } from '../operators/recall/merge.js';
+import type { Recaller } from '../operators/recall/types.js';
+import { explain, toRerankItems, type Reranker } from '../operators/rerank/reranker.js';
+import type { Experiments } from '../models/ab/experiments.js';
+import type { BehaviourEvent, RecommendationRequest, RecommendationResponse, RecommendedItem } from '../schema/events.js';
+
+/** Time spent in each stage of one request, in milliseconds. */
+export interface StageTimings {
+  recall: number;
+  features: number;
+  rank: number;
+  rerank: number;
+}
+
+export interface ServingOptions {
+  readonly store: FeatureStore;
+  readonly recaller: Recaller;
+  /** Rankers by name; `default` serves users outside any experiment variant that names another. */
+  readonly rankers: Readonly<Record<string, Ranker>> & { readonly default: Ranker };
+  readonly reranker: Reranker;
+  /** Variants pick a ranker with the setting `ranker` and a candidate count with `recallCount`. */
+  readonly experiments?: Experiments;
+  /** The experiment requests are exposed to. Default: the first configured, if any. */
+  readonly experimentId?: string;
+  /** Candidates recalled and ranked per request. Default 100. */
+  readonly recallCount?: number;
+  /** History rings whose items count as consumed and are never recommended again. Default: every ring. */
+  readonly consumedRings?: readonly (string | number)[];
+  /** Receives the feature values each served item was scored with (point-in-time logging). */
+  readonly featureLog?: FeatureLogSink;
+  /** Receives the impressions of each response: the loop back into training. */
+  readonly logImpressions?: (impressions: readonly BehaviourEvent[]) => void;
+  readonly onTimings?: (timings: StageTimings, ranker: string) => void;
+  /** Request time; event time of impressions. Default `Date.now`. */
+  readonly clock?: () => number;
+}
+
+/**
+ * request -> recall -> features -> rank -> re-rank -> response, each stage timed. Served items are logged as
+ * impressions with their position and request id, and the features they were scored with are logged alongside, so
+ * the samples job labels exactly what was shown with exactly what the ranker saw.
+ */
+export class ServingPipeline {
+  private readonly clock: () => number;
+  private readonly recallCount: number;
+
+  constructor(private readonly options: ServingOptions) {
+    this.clock = options.clock ?? Date.now;
+    this.recallCount = options.recallCount ?? 100;
+  }
+
+  /** Every ranker, for swapping model versions in. */
+  get rankers(): ServingOptions['rankers'] {
+    return this.options.rankers;
+  }
+
+  async recommend(request: RecommendationRequest): Promise<RecommendationResponse> {
+    const started = performance.now();
+    const now = this.clock();
+    const { experiments } = this.options;
+    const experimentId = this.options.experimentId ?? experiments?.ids[0];
+    const exposure = experiments && experimentId ? experiments.expose(experimentId, request.userId, { ts: now, requestId: request.requestId }) : undefined;
+    const rankerName = typeof exposure?.settings.ranker === 'string' ? exposure.settings.ranker : 'default';
+    const ranker = this.options.rankers[rankerName] ?? this.options.rankers.default;
+    const recallCount = typeof exposure?.settings.recallCount === 'number' ? exposure.settings.recallCount : this.recallCount;
+
+    const cache = this.options.store.cache;
+    const recentItems = cache.recentItems(request.userId);
+    const consumed = new Set<string>();
+    for (const ring of this.options.consumedRings ?? cache.config.user.histories.map((h) => h.name)) for (const itemId of cache.recentItems(request.userId, ring)) consumed.add(itemId);
+
+    let mark = performance.now();
+    const timings: StageTimings = { recall: 0, features: 0, rank: 0, rerank: 0 };
+    const candidates: MergedCandidate[] = request.candidates
+      ? request.candidates
+          .filter((itemId) => !consumed.has(itemId) && !request.filters?.excludeItems?.includes(itemId))
+          .map((itemId) => ({ itemId, score: 0, source: 'request', sources: [{ source: 'request', score: 0, rank: 0 }] }))
+      : (this.options.recaller.recall({
+          userId: request.userId,
+          count: Math.max(recallCount, request.count),
+          recentItems,
+          consumed,
+          now,
+          ...(request.context ? { context: request.context } : {}),
+          ...(request.filters ? { filters: request.filters } : {}),
+        }) as MergedCandidate[]);
+    timings.recall = performance.now() - mark;
+
+    mark = performance.now();
+    const itemIds = candidates.map((c) => c.itemId);
+    const rows =
+      itemIds.length > 0
+        ? await this.options.store.lookup(request.userId, itemIds, { ts: now, ...(request.context ? { fields: request.context } : {}) })
+        : new FeatureRows(this.options.store.names, 0);
+    timings.features = performance.now() - mark;
+
+    mark = performance.now();
+    const { scores, version } = itemIds.length > 0 ? await ranker.score(rows, itemIds) : { scores: new Float32Array(0), version: ranker.version };
+    timings.rank = performance.now() - mark;
+
+    mark = performance.now();
+    const reranked = this.options.reranker.rerank(toRerankItems(candidates, scores), { now, count: request.count });
+    timings.rerank = performance.now() - mark;
+
+    const rowOf = new Map(itemIds.map((itemId, i) => [itemId, i]));
+    const items: RecommendedItem[] = reranked.map((item) => {
+      const out: { itemId: string; score: number; source: string; explain?: Record<string, unknown> } = {
+        itemId: item.itemId,
+        score: item.score,
+        source: item.source,
+      };
+      if (request.explain) {
+        const row = rows.row(rowOf.get(item.itemId)!);
+        out.explain = { ...explain(item), features: topFeatures(rows.names, row) };
+      }
+      return out;
+    });
+
+    this.logServed(request, now, items, rows, rowOf);
+    this.options.onTimings?.(timings, ranker.name);
+    const response: RecommendationResponse = {
+      requestId: request.requestId,
+      userId: request.userId,
+      items,
+      model: `${ranker.name}@${version}`,
+      variant: exposure ? `${exposure.experimentId}/${exposure.variant}` : 'default',
+      tookMs: performance.now() - started,
+    };
+    return response;
+  }
+
+  private logServed(
+    request: RecommendationRequest,
+    now: number,
+    items: readonly RecommendedItem[],
+    rows: FeatureRows,
+    rowOf: ReadonlyMap<string, number>,
+  ): void {
+    if (items.length === 0) return;
+    if (this.options.featureLog) {
+      const served = new FeatureRows(rows.names, items.length);
+      items.forEach((item, i) => served.row(i).set(rows.row(rowOf.get(item.itemId)!)));
+      this.options.featureLog.push(servedFeatures(request.requestId, request.userId, now, items.map((i) => i.itemId), served));
+    }
+    this.options.logImpressions?.(
+      items.map((item, position) => ({
+        id: `${request.requestId}:${position}`,
+        type: 'impression',
+        userId: request.userId,
+        itemId: item.itemId,
+        ts: now,
+        requestId: request.requestId,
+        position,
+      })),
+    );
+  }
+}
+
+/** The largest features of a row by magnitude: what an `explain` shows as the main features. */
+function topFeatures(names: readonly string[], row: Float32Array, count = 8): Record<string, number> {
+  return Object.fromEntries(
+    [...row.keys()]
+      .filter((j) => row[j] !== 0)
+      .sort((a, b) => Math.abs(row[b]!) - Math.abs(row[a]!))
+      .slice(0, count)
+      .map((j) => [names[j]!, row[j]!]),
+  );
+}

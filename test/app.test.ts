@@ -1,0 +1,158 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EmbeddedLog } from '../connectors/embedded-log.js';
+import type { LogRecord } from '../connectors/log.js';
+import { startEddy, type RunningEddy } from '../pipelines/app.js';
+import { loadConfig } from '../pipelines/config.js';
+import type { RecommendationResponse } from '../schema/events.js';
+
+const GENRES = ['drama', 'comedy', 'horror', 'scifi'];
+const T0 = Date.now() - 3_600_000;
+
+async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+async function readTopic(log: EmbeddedLog, topic: string): Promise<LogRecord[]> {
+  const consumer = log.consumer({ group: `probe-${Math.random()}`, topics: [topic], pollTimeoutMs: 20 });
+  const records: LogRecord[] = [];
+  for (;;) {
+    const batch = await consumer.next();
+    if (!batch) break;
+    records.push(...batch.records);
+  }
+  await consumer.close();
+  return records;
+}
+
+describe('eddy all (embedded)', () => {
+  let eddy: RunningEddy;
+  let log: EmbeddedLog;
+  let url: string;
+  const post = async (path: string, body: unknown) => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return { status: response.status, body: (await response.json()) as any };
+  };
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'eddy-app-'));
+    const experiments = join(dir, 'experiments.json');
+    writeFileSync(experiments, JSON.stringify([{ id: 'ranker-test', variants: [{ name: 'control', share: 1 }, { name: 'treatment', share: 1 }] }]));
+    log = new EmbeddedLog();
+    eddy = await startEddy({
+      config: loadConfig({ PORT: '0', HOST: '127.0.0.1', EDDY_DATA_DIR: '', EDDY_PUSH_DEBOUNCE_MS: '50', EDDY_EXPERIMENTS_FILE: experiments }),
+      role: 'all',
+      log,
+    });
+    url = eddy.url!;
+    const items = Array.from({ length: 80 }, (_, i) => ({ type: 'item', itemId: `m${i}`, ts: T0, fields: { genres: [GENRES[i % 4]!], title: `Movie ${i}` } }));
+    expect((await post('/v1/events', items)).body.accepted).toBe(80);
+    // Background traffic: many users watch across all genres, so popularity alone has no genre.
+    const views = [];
+    for (let u = 0; u < 40; u++) for (let k = 0; k < 6; k++) views.push({ id: `v${u}-${k}`, type: 'view', userId: `bg${u}`, itemId: `m${(u * 7 + k * 13) % 80}`, ts: T0 + u * 1000 + k });
+    expect((await post('/v1/events', views)).body.accepted).toBe(views.length);
+    await waitFor(() => (eddy.runners.get('serving-state')!.stats.records >= 80 + views.length ? true : undefined));
+  });
+
+  afterAll(() => eddy.stop());
+
+  it('answers with ranked items, each tagged with its source, and explains them when asked', async () => {
+    const { status, body } = await post('/v1/recommend', { userId: 'newcomer', count: 5, explain: true });
+    expect(status).toBe(200);
+    expect(body.items).toHaveLength(5);
+    for (const item of body.items) {
+      expect(item.source).toEqual(expect.any(String));
+      expect(item.explain).toMatchObject({ rankerScore: expect.any(Number), adjustments: expect.any(Array), features: expect.any(Object) });
+    }
+    expect(body.model).toMatch(/^ftrl@/);
+    expect(body.variant).toMatch(/^ranker-test\/(control|treatment)$/);
+  });
+
+  it('shifts a user toward a genre within milliseconds of their clicks on it', async () => {
+    const userId = 'fan';
+    const share = (response: { items: { itemId: string }[] }) =>
+      response.items.filter((i) => GENRES[Number(i.itemId.slice(1)) % 4] === 'horror').length / response.items.length;
+    const before = (await post('/v1/recommend', { userId, count: 10 })).body;
+    const clicks = [2, 6, 10, 14].map((n, k) => ({ id: `fan-${k}`, type: 'click', userId, itemId: `m${n}`, ts: Date.now() + k }));
+    const clickedAt = performance.now();
+    expect((await post('/v1/events', clicks)).body.accepted).toBe(4);
+    const after = await waitFor(async () => {
+      const response = (await post('/v1/recommend', { userId, count: 10 })).body;
+      return share(response) > share(before) + 0.2 ? response : undefined;
+    });
+    const freshnessMs = performance.now() - clickedAt;
+    expect(share(after)).toBeGreaterThanOrEqual(0.5);
+    expect(freshnessMs).toBeLessThan(2000);
+  });
+
+  it('never returns consumed, excluded or filtered-out items', async () => {
+    const userId = 'picky';
+    await post('/v1/events', [0, 1, 2].map((n) => ({ id: `p${n}`, type: 'purchase', userId, itemId: `m${n}`, ts: Date.now() })));
+    await waitFor(async () => ((await post('/v1/recommend', { userId, count: 40 })).body.items.some((i: { itemId: string }) => ['m0', 'm1', 'm2'].includes(i.itemId)) ? undefined : true));
+    for (let trial = 0; trial < 5; trial++) {
+      const exclude = [`m${4 + trial}`, `m${9 + trial}`];
+      const { body } = await post('/v1/recommend', { userId, count: 30, filters: { excludeItems: exclude, fields: { genres: 'comedy' } } });
+      expect(body.items.length).toBeGreaterThan(0);
+      for (const item of body.items) {
+        expect(['m0', 'm1', 'm2', ...exclude]).not.toContain(item.itemId);
+        expect(GENRES[Number(item.itemId.slice(1)) % 4]).toBe('comedy');
+      }
+    }
+  });
+
+  it('logs what it served as impressions with positions, and the features they were scored with', async () => {
+    const { body } = await post('/v1/recommend', { userId: 'logged', count: 3, requestId: 'req-logged' });
+    const impressions = await waitFor(async () => {
+      const found = (await readTopic(log, 'events')).map((r) => JSON.parse(r.value)).filter((e) => e.requestId === 'req-logged');
+      return found.length === 3 ? found : undefined;
+    });
+    expect(impressions.map((e) => [e.type, e.itemId, e.position])).toEqual(body.items.map((i: { itemId: string }, p: number) => ['impression', i.itemId, p]));
+    const features = (await readTopic(log, 'feature-log')).map((r) => JSON.parse(r.value)).find((e) => e.requestId === 'req-logged');
+    expect(features.items.map((i: { itemId: string }) => i.itemId)).toEqual(body.items.map((i: { itemId: string }) => i.itemId));
+    expect(features.names.length).toBe(features.items[0].values.length);
+  });
+
+  it('answers recommendation requests from the log on the recommendations topic', async () => {
+    await log.append('recommendation-requests', [
+      { key: 'via-log', value: JSON.stringify({ requestId: 'log-1', userId: 'via-log', count: 4 }) },
+      { key: 'via-log', value: '{"requestId": 7}' },
+    ]);
+    const response = await waitFor(async () =>
+      (await readTopic(log, 'recommendations')).map((r) => JSON.parse(r.value) as RecommendationResponse).find((r) => r.requestId === 'log-1'),
+    );
+    expect(response.items).toHaveLength(4);
+    const letters = await waitFor(async () => {
+      const found = (await readTopic(log, 'dead-letters')).map((r) => JSON.parse(r.value)).filter((l) => l.source.topic === 'recommendation-requests');
+      return found.length > 0 ? found : undefined;
+    });
+    expect(letters[0].reason).toMatch(/requestId/);
+  });
+
+  it('pushes a refreshed list after a user acts', async () => {
+    await post('/v1/events', { id: 'push-1', type: 'click', userId: 'pushed', itemId: 'm3', ts: Date.now() });
+    const push = await waitFor(async () =>
+      (await readTopic(log, 'recommendations')).map((r) => JSON.parse(r.value)).find((r) => r.userId === 'pushed' && r.push === true),
+    );
+    expect(push.items.length).toBeGreaterThan(0);
+  });
+
+  it('reports the experiment with exposures per variant', async () => {
+    const report = (await (await fetch(`${url}/v1/experiments/ranker-test`)).json()) as any;
+    expect(report.variants.map((v: { name: string }) => v.name)).toEqual(['control', 'treatment']);
+    expect(report.variants.reduce((s: number, v: { exposures: number }) => s + v.exposures, 0)).toBeGreaterThan(5);
+    expect(report.srm).toMatchObject({ mismatch: expect.any(Boolean) });
+  });
+
+  it('describes the pipelines it runs', () => {
+    const names = eddy.pipelines.map((p) => p.describe().pipeline);
+    expect(names).toEqual(expect.arrayContaining(['serving-state', 'requests']));
+  });
+});
