@@ -1,0 +1,710 @@
+import { concatMap, map, Observable } from 'rxjs';
+import { z } from 'zod';
+import type { Log, LogConsumer, LogRecord, TopicPartition } from '../connectors/log.js';
+import { withItems, Ticket, type Batch, type SourcePosition } from '../operators/batch.js';
+import { DeadLetterBuffer, deadLetterOf, type DeadLetter, type DeadLetterSink } from '../operators/dead-letters.js';
+import { eventTime, type EventTimeSnapshot } from '../operators/event-time.js';
+import { intervalJoin, type IntervalJoinSnapshot, type JoinedGroup, type JoinSideRecord } from '../operators/interval-join.js';
+import { defineOperator, type Operator } from '../operators/operator.js';
+import { Pipeline } from '../operators/pipeline.js';
+import { PipelineRunner } from '../operators/runtime.js';
+import { BEHAVIOUR_TYPES, LIMITS, parseInputEvent, type BehaviourEvent, type BehaviourType } from '../schema/events.js';
+import { MAX_SAMPLE_FEATURES, type LabelledSample } from '../schema/samples.js';
+
+/**
+ * The `samples` role: served impressions joined, in event time, with the clicks and conversions of the same user and
+ * item within the attribution window, labelled cascade-style per request, and carrying the feature values each item
+ * was scored with at serving time (from the `feature-log` topic).
+ *
+ * How it fits together: `events` and `feature-log` records are parsed into join items (an impression, an outcome, or
+ * the served features of one item); served features take part in the join as right-side items, like outcomes, so the
+ * whole pending state lives in one interval-join state that is snapshotted at each checkpoint. An impression leaves
+ * the join once the watermark passes its time plus the window, with everything that matched it; impressions of one
+ * request share one time (serving stamps them together), so they leave together and are labelled together.
+ *
+ * Labels, per request:
+ * - an impression with a positive outcome (`positiveTypes`, attributed to it) is 1;
+ * - one shown above the lowest-placed positive and not clicked is 0 (the user saw it and passed over it);
+ * - one below the lowest-placed positive: `belowLastClick`, default `skip` (the user may never have looked that far);
+ * - every impression of a request with no positive: `noClick`, default `negative`. The cascade argument for
+ *   skipping them is weaker than the online learner's need for negatives: without them a model never learns what is
+ *   ignored, and most requests get no click.
+ * Conversions (`conversionTypes`, default `purchase`) count as positives when they are in `positiveTypes` (they are
+ * by default) and also set `converted: 1`, a separate target a conversion model can train on.
+ *
+ * Attribution: an outcome that carries a `requestId` counts only for that request's impression; one without counts
+ * for every impression of the same user and item in the window before it.
+ *
+ * Accounting: every record read is parsed into join items, ignored (events the samples job has no use for: views,
+ * ratings, item and user metadata; counted in `stats.ignored`), or dead-lettered. Every accepted impression ends as a
+ * sample, as `skipped` by the labelling policy, or dead-lettered (`no served features`, `late`, `evicted`). Outcomes
+ * that match no impression (organic clicks) and served features whose impression never came are counted, not
+ * dead-lettered: they are normal.
+ *
+ * Watermark: bounded out-of-orderness per partition (`maxOutOfOrdernessMs`), partitions idle for `idleMs` stop
+ * holding it back, and, so that samples still come out when traffic stops, once no record has arrived for `idleMs`
+ * the watermark advances with processing time (a tick every `tickIntervalMs` carries it). In a live setting a
+ * sample is therefore out at most window + maxOutOfOrdernessMs + idleMs + tickIntervalMs after its impression.
+ */
+
+export interface SamplesTopics {
+  /** Default `events`. */
+  readonly events: string;
+  /** Default `feature-log`. */
+  readonly featureLog: string;
+  /** Default `samples`. */
+  readonly samples: string;
+  /** Default `dead-letters`. */
+  readonly deadLetters: string;
+}
+
+export const DEFAULT_SAMPLES_TOPICS: SamplesTopics = {
+  events: 'events',
+  featureLog: 'feature-log',
+  samples: 'samples',
+  deadLetters: 'dead-letters',
+};
+
+export interface LabellingPolicy {
+  /** Outcomes that make an impression positive. Default click, like, add_to_cart, purchase. */
+  readonly positiveTypes: readonly BehaviourType[];
+  /** Outcomes that also set `converted`. Default purchase. */
+  readonly conversionTypes: readonly BehaviourType[];
+  /** Impressions placed below the lowest positive of their request. Default `skip`. */
+  readonly belowLastClick: 'skip' | 'negative';
+  /** Impressions of a request that got no positive. Default `negative`. */
+  readonly noClick: 'skip' | 'negative';
+}
+
+export const DEFAULT_LABELLING: LabellingPolicy = {
+  positiveTypes: ['click', 'like', 'add_to_cart', 'purchase'],
+  conversionTypes: ['purchase'],
+  belowLastClick: 'skip',
+  noClick: 'negative',
+};
+
+export const SAMPLES_DEFAULTS = {
+  attributionWindowMs: 30 * 60_000,
+  maxOutOfOrdernessMs: 5_000,
+  idleMs: 5_000,
+  tickIntervalMs: 1_000,
+  maxStateItems: 1_000_000,
+} as const;
+
+/** Where in the log a join item came from, for its dead letter. */
+interface SourceRef {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: number;
+}
+
+/** What the join holds: impressions on the left; outcomes and served features on the right. */
+export type SampleJoinItem =
+  | { readonly kind: 'impression'; readonly event: BehaviourEvent; readonly requestId: string; readonly position: number; readonly source: SourceRef }
+  | { readonly kind: 'outcome'; readonly event: BehaviourEvent; readonly source: SourceRef }
+  | {
+      readonly kind: 'served';
+      readonly userId: string;
+      readonly itemId: string;
+      readonly requestId: string;
+      readonly ts: number;
+      readonly names: readonly string[];
+      readonly values: readonly number[];
+      readonly source: SourceRef;
+    };
+
+export interface SamplesStats {
+  /** Records read from both topics. */
+  received: number;
+  /** Records that did not parse (dead-lettered). */
+  invalid: number;
+  /** Well-formed records the job has no use for (views, ratings, metadata). */
+  ignored: number;
+  impressions: number;
+  outcomes: number;
+  /** Feature-log records (one per request). */
+  servedRequests: number;
+  samples: number;
+  positives: number;
+  negatives: number;
+  /** Impressions the labelling policy leaves out. */
+  skipped: number;
+  /** Impressions dead-lettered because no served features were logged for them. */
+  missingFeatures: number;
+  /** Items of any kind dead-lettered because they arrived below the watermark. */
+  late: number;
+  /** Items freed early because the join held `maxStateItems` (dead-lettered). */
+  evicted: number;
+  /** Outcomes no impression matched: organic clicks. */
+  unattributedOutcomes: number;
+  /** Served features whose impression never came. */
+  unusedFeatures: number;
+}
+
+function emptyStats(): SamplesStats {
+  return {
+    received: 0,
+    invalid: 0,
+    ignored: 0,
+    impressions: 0,
+    outcomes: 0,
+    servedRequests: 0,
+    samples: 0,
+    positives: 0,
+    negatives: 0,
+    skipped: 0,
+    missingFeatures: 0,
+    late: 0,
+    evicted: 0,
+    unattributedOutcomes: 0,
+    unusedFeatures: 0,
+  };
+}
+
+const id = z.string().min(1).max(LIMITS.idLength);
+const servedFeaturesSchema = z.strictObject({
+  requestId: id,
+  userId: id,
+  ts: z.number().int().nonnegative().max(8.64e15),
+  names: z.array(z.string().min(1).max(LIMITS.stringLength)).max(MAX_SAMPLE_FEATURES),
+  items: z
+    .array(z.strictObject({ itemId: id, values: z.array(z.number().finite()).max(MAX_SAMPLE_FEATURES) }))
+    .max(LIMITS.candidates),
+});
+
+/** Where labelled samples go. */
+export interface SampleSink {
+  append(samples: readonly LabelledSample[]): Promise<void>;
+}
+
+/** Appends samples to a log topic keyed by user, the partitioning of `events`. */
+export class TopicSampleSink implements SampleSink {
+  constructor(
+    private readonly log: Log,
+    readonly topic = DEFAULT_SAMPLES_TOPICS.samples,
+  ) {}
+
+  async append(samples: readonly LabelledSample[]): Promise<void> {
+    if (samples.length === 0) return;
+    try {
+      await this.log.append(this.topic, samples.map((s) => ({ key: s.userId, value: JSON.stringify(s) })));
+    } catch (error) {
+      throw new Error(`cannot append ${samples.length} samples to ${this.topic}`, { cause: error });
+    }
+  }
+}
+
+export interface SamplesPipelineOptions {
+  readonly sink: SampleSink;
+  readonly deadLetters: DeadLetterSink;
+  readonly topics?: Partial<SamplesTopics>;
+  /** How long after an impression an outcome still counts for it. Default 30 min. */
+  readonly attributionWindowMs?: number;
+  readonly labelling?: Partial<LabellingPolicy>;
+  /** How far behind the newest event of a partition an event may arrive without being late. Default 5000 ms. */
+  readonly maxOutOfOrdernessMs?: number;
+  /** Quiet time after which a partition stops holding the watermark and the watermark follows the clock. Default 5000 ms. */
+  readonly idleMs?: number;
+  /** Processing-time ticks that move the watermark while no records arrive; 0 turns them off. Default 1000 ms. */
+  readonly tickIntervalMs?: number;
+  /** Items (impressions, outcomes, served features) the join may hold. Default 1,000,000. */
+  readonly maxStateItems?: number;
+  /** Counters, shared with the caller. Default a fresh set. */
+  readonly stats?: SamplesStats;
+  /** Processing-time clock (ms). Default `performance.now`. */
+  readonly clock?: () => number;
+}
+
+/** What a checkpoint saves: the join and watermark state, and the positions that state reflects. */
+export interface SamplesCheckpoint {
+  readonly positions: readonly SourcePosition[];
+  readonly eventTime: EventTimeSnapshot;
+  /** null stands for -Infinity. */
+  readonly watermark: number | null;
+  readonly join: IntervalJoinSnapshot<SampleJoinItem>;
+  readonly stats: SamplesStats;
+}
+
+export interface SamplesStateStore {
+  load(): Promise<SamplesCheckpoint | undefined>;
+  save(checkpoint: SamplesCheckpoint): Promise<void>;
+}
+
+/** Keeps the checkpoint in memory: survives a rebalance or a runner restart within the process, not a crash. */
+export class MemorySamplesStateStore implements SamplesStateStore {
+  private saved: string | undefined;
+
+  async load(): Promise<SamplesCheckpoint | undefined> {
+    return this.saved === undefined ? undefined : (JSON.parse(this.saved) as SamplesCheckpoint);
+  }
+
+  async save(checkpoint: SamplesCheckpoint): Promise<void> {
+    this.saved = JSON.stringify(checkpoint);
+  }
+}
+
+/** Keeps checkpoints on a log topic (compacted in Kafka), keyed by consumer group; the newest one wins. */
+export class TopicSamplesStateStore implements SamplesStateStore {
+  constructor(
+    private readonly log: Log,
+    private readonly key: string,
+    readonly topic = 'samples-state',
+  ) {}
+
+  async load(): Promise<SamplesCheckpoint | undefined> {
+    let latest: string | undefined;
+    for (const record of await readTopic(this.log, this.topic)) if (record.key === this.key) latest = record.value;
+    if (latest === undefined) return undefined;
+    try {
+      return JSON.parse(latest) as SamplesCheckpoint;
+    } catch (error) {
+      throw new Error(`the samples checkpoint on ${this.topic} (key ${this.key}) is not valid JSON`, { cause: error });
+    }
+  }
+
+  async save(checkpoint: SamplesCheckpoint): Promise<void> {
+    await this.log.append(this.topic, [{ key: this.key, value: JSON.stringify(checkpoint) }]);
+  }
+}
+
+/**
+ * Every record of `topic` from the oldest kept to the end as of the call, in offset order per partition, read by a
+ * throwaway consumer group that commits nothing.
+ */
+export async function readTopic(log: Log, topic: string, options: { group?: string } = {}): Promise<LogRecord[]> {
+  const ends = await log.offsets(topic);
+  const remaining = new Map(ends.filter((p) => p.high > p.low).map((p) => [p.partition, p.high]));
+  const out: LogRecord[] = [];
+  if (remaining.size === 0) return out;
+  const consumer = log.consumer({
+    group: options.group ?? `read-${topic}-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+    topics: [topic],
+    fromBeginning: true,
+  });
+  try {
+    while (remaining.size > 0) {
+      const batch = await consumer.next();
+      if (batch === undefined) break;
+      if (batch === null) continue;
+      const end = remaining.get(batch.partition);
+      if (end === undefined) continue;
+      for (const record of batch.records) if (record.offset < end) out.push(record);
+      if (batch.records[batch.records.length - 1]!.offset + 1 >= end) remaining.delete(batch.partition);
+    }
+  } finally {
+    await consumer.close();
+  }
+  return out;
+}
+
+const joinKey = (userId: string, itemId: string): string => `${userId}\u0000${itemId}`;
+
+function keyOf(item: SampleJoinItem): string {
+  return item.kind === 'served' ? joinKey(item.userId, item.itemId) : joinKey(item.event.userId, item.event.itemId);
+}
+
+function timeOf(item: SampleJoinItem): number {
+  return item.kind === 'served' ? item.ts : item.event.ts;
+}
+
+function rawOf(item: SampleJoinItem): string {
+  if (item.kind !== 'served') return JSON.stringify(item.event);
+  const { userId, itemId, requestId, ts, names, values } = item;
+  return JSON.stringify({ requestId, userId, ts, names, items: [{ itemId, values }] });
+}
+
+function deadLetterOfItem(item: SampleJoinItem, reason: string): DeadLetter {
+  return { reason, raw: rawOf(item), source: item.source };
+}
+
+/** Log records from `events` and `feature-log` to join items; the rest is ignored or dead-lettered. */
+function parseSampleInputs(
+  topics: SamplesTopics,
+  outcomeTypes: ReadonlySet<string>,
+  deadLetters: DeadLetterSink,
+  stats: SamplesStats,
+): Operator<LogRecord, SampleJoinItem> {
+  const parseRecord = (record: LogRecord, out: SampleJoinItem[]): void => {
+    const source = { topic: record.topic, partition: record.partition, offset: record.offset };
+    if (record.topic === topics.featureLog) {
+      let value: unknown;
+      try {
+        value = JSON.parse(record.value) as unknown;
+      } catch (error) {
+        throw new Error(`malformed JSON: ${(error as Error).message}`);
+      }
+      const parsed = servedFeaturesSchema.safeParse(value);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0]!;
+        throw new Error(`${issue.path.map(String).join('.') || 'entry'}: ${issue.message}`);
+      }
+      const entry = parsed.data;
+      const bad = entry.items.find((i) => i.values.length !== entry.names.length);
+      if (bad) throw new Error(`items: ${bad.itemId} has ${bad.values.length} values for ${entry.names.length} names`);
+      stats.servedRequests++;
+      for (const item of entry.items) {
+        out.push({ kind: 'served', userId: entry.userId, itemId: item.itemId, requestId: entry.requestId, ts: entry.ts, names: entry.names, values: item.values, source });
+      }
+      return;
+    }
+    const parsed = parseInputEvent(record.value);
+    if (!parsed.ok) throw new Error(`${parsed.error.field ? `${parsed.error.field}: ` : ''}${parsed.error.message}`);
+    const event = parsed.value;
+    if (event.type === 'item' || event.type === 'user') {
+      stats.ignored++;
+      return;
+    }
+    if (event.type === 'impression') {
+      if (event.requestId === undefined || event.position === undefined) {
+        throw new Error('an impression needs requestId and position to be labelled per request');
+      }
+      stats.impressions++;
+      out.push({ kind: 'impression', event, requestId: event.requestId, position: event.position, source });
+      return;
+    }
+    if (outcomeTypes.has(event.type)) {
+      stats.outcomes++;
+      out.push({ kind: 'outcome', event, source });
+      return;
+    }
+    stats.ignored++;
+  };
+  return defineOperator<LogRecord, SampleJoinItem>(
+    { name: 'parse-sample-inputs', kind: 'parse', params: { topics: [topics.events, topics.featureLog] }, sideOutputs: ['dead-letters'] },
+    (source$) =>
+      source$.pipe(
+        map((batch) => {
+          const out: SampleJoinItem[] = [];
+          for (const record of batch.items) {
+            stats.received++;
+            try {
+              parseRecord(record, out);
+            } catch (error) {
+              stats.invalid++;
+              deadLetters.push(deadLetterOf(record, (error as Error).message));
+            }
+          }
+          return withItems(batch, out);
+        }),
+      ),
+  );
+}
+
+/** Empty batches every `intervalMs` while the source runs, so processing time can move the watermark. */
+function processingTimeTicks<T>(intervalMs: number): Operator<T, T> {
+  return defineOperator<T, T>({ name: 'ticks', kind: 'processing-time', params: { intervalMs } }, (source$) =>
+    intervalMs <= 0
+      ? source$
+      : new Observable<Batch<T>>((subscriber) => {
+          const timer = setInterval(() => subscriber.next({ items: [], watermark: -Infinity, ticket: new Ticket([]) }), intervalMs);
+          const subscription = source$.subscribe({
+            next: (batch) => subscriber.next(batch),
+            error: (error: unknown) => {
+              clearInterval(timer);
+              subscriber.error(error);
+            },
+            complete: () => {
+              clearInterval(timer);
+              subscriber.complete();
+            },
+          });
+          return () => {
+            clearInterval(timer);
+            subscription.unsubscribe();
+          };
+        }),
+  );
+}
+
+export type IdleAdvanceOperator<T> = Operator<T, T> & { watermark: number };
+
+/**
+ * Keeps the event-time watermark, and once no items have arrived for `idleMs` moves it forward with processing time,
+ * so held work completes when traffic stops. Ticks carry no watermark of their own; the last one seen is kept.
+ */
+function idleAdvance<T>(idleMs: number, clock: () => number): IdleAdvanceOperator<T> {
+  let watermark = -Infinity;
+  let eventWatermark = -Infinity;
+  let lastDataAt = clock();
+  const operator = defineOperator<T, T>({ name: 'idle-advance', kind: 'watermark', params: { idleMs } }, (source$) =>
+    source$.pipe(
+      map((batch) => {
+        const now = clock();
+        if (batch.items.length > 0) lastDataAt = now;
+        if (batch.watermark > eventWatermark) eventWatermark = batch.watermark;
+        const idleFor = now - lastDataAt - idleMs;
+        const candidate = idleFor > 0 ? eventWatermark + idleFor : eventWatermark;
+        if (candidate > watermark) watermark = candidate;
+        return { items: batch.items, watermark, ticket: batch.ticket };
+      }),
+    ),
+  );
+  return Object.defineProperty(operator, 'watermark', {
+    get: () => watermark,
+    set: (value: number) => {
+      watermark = value;
+      eventWatermark = value;
+      lastDataAt = clock();
+    },
+    enumerable: true,
+  }) as IdleAdvanceOperator<T>;
+}
+
+/** Cascade labelling of the impressions that left the join in one batch, request by request. */
+function labelRequests(
+  policy: LabellingPolicy,
+  deadLetters: DeadLetterSink,
+  stats: SamplesStats,
+): Operator<JoinedGroup<SampleJoinItem>, LabelledSample> {
+  const positive = new Set<string>(policy.positiveTypes);
+  const conversion = new Set<string>(policy.conversionTypes);
+  return defineOperator<JoinedGroup<SampleJoinItem>, LabelledSample>(
+    { name: 'label-cascade', kind: 'label', params: { ...policy }, sideOutputs: ['dead-letters'] },
+    (source$) =>
+      source$.pipe(
+        map((batch) => {
+          const byRequest = new Map<string, JoinedGroup<SampleJoinItem>[]>();
+          for (const group of batch.items) {
+            if (group.left.kind !== 'impression') continue;
+            const list = byRequest.get(group.left.requestId);
+            if (list) list.push(group);
+            else byRequest.set(group.left.requestId, [group]);
+          }
+          const out: LabelledSample[] = [];
+          for (const groups of byRequest.values()) labelRequest(groups, out);
+          return withItems(batch, out);
+        }),
+      ),
+  );
+
+  function labelRequest(groups: readonly JoinedGroup<SampleJoinItem>[], out: LabelledSample[]): void {
+    const labelled = groups.map((group) => {
+      const impression = group.left as Extract<SampleJoinItem, { kind: 'impression' }>;
+      const outcomes: BehaviourType[] = [];
+      let served: Extract<SampleJoinItem, { kind: 'served' }> | undefined;
+      for (const match of group.matches) {
+        if (match.kind === 'served') {
+          if (match.requestId === impression.requestId) served = match;
+        } else if (match.kind === 'outcome') {
+          const requestId = match.event.requestId;
+          if ((requestId === undefined || requestId === impression.requestId) && !outcomes.includes(match.event.type)) {
+            outcomes.push(match.event.type);
+          }
+        }
+      }
+      return { impression, outcomes, served, positive: outcomes.some((t) => positive.has(t)) };
+    });
+    const lastPositive = labelled.reduce((deepest, l) => (l.positive && l.impression.position > deepest ? l.impression.position : deepest), -1);
+    for (const { impression, outcomes, served, positive: isPositive } of labelled) {
+      let label: 0 | 1 | undefined;
+      if (isPositive) label = 1;
+      else if (lastPositive < 0) label = policy.noClick === 'negative' ? 0 : undefined;
+      else if (impression.position < lastPositive) label = 0;
+      else label = policy.belowLastClick === 'negative' ? 0 : undefined;
+      if (label === undefined) {
+        stats.skipped++;
+        continue;
+      }
+      if (!served) {
+        stats.missingFeatures++;
+        deadLetters.push(
+          deadLetterOfItem(impression, `no served features logged for request ${impression.requestId} item ${impression.event.itemId}`),
+        );
+        continue;
+      }
+      const event = impression.event;
+      out.push({
+        id: `${impression.requestId}:${impression.position}`,
+        requestId: impression.requestId,
+        userId: event.userId,
+        itemId: event.itemId,
+        position: impression.position,
+        ts: event.ts,
+        label,
+        converted: outcomes.some((t) => conversion.has(t)) ? 1 : 0,
+        outcomes,
+        featuresTs: served.ts,
+        names: [...served.names],
+        values: [...served.values],
+      });
+      stats.samples++;
+      if (label === 1) stats.positives++;
+      else stats.negatives++;
+    }
+  }
+}
+
+/** Appends each batch's samples before the batch is done, so its offsets are committed only after they are written. */
+function appendSamples(sink: SampleSink, topic: string): Operator<LabelledSample, LabelledSample> {
+  return defineOperator<LabelledSample, LabelledSample>({ name: 'append-samples', kind: 'sink', params: { topic } }, (source$) =>
+    source$.pipe(
+      concatMap(async (batch) => {
+        await sink.append(batch.items);
+        return batch;
+      }),
+    ),
+  );
+}
+
+export interface SamplesPipelineParts {
+  readonly pipeline: Pipeline<LogRecord, LabelledSample>;
+  readonly stats: SamplesStats;
+  /** Snapshot of join and watermark state, for a checkpoint. */
+  snapshot(positions: readonly SourcePosition[]): SamplesCheckpoint;
+  restore(checkpoint: SamplesCheckpoint): void;
+}
+
+/** Builds the samples pipeline and the hooks that snapshot and restore its state. */
+export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelineParts {
+  const topics = { ...DEFAULT_SAMPLES_TOPICS, ...options.topics };
+  const policy: LabellingPolicy = { ...DEFAULT_LABELLING, ...options.labelling };
+  const windowMs = options.attributionWindowMs ?? SAMPLES_DEFAULTS.attributionWindowMs;
+  const idleMs = options.idleMs ?? SAMPLES_DEFAULTS.idleMs;
+  const clock = options.clock ?? (() => performance.now());
+  const stats = options.stats ?? emptyStats();
+  const { deadLetters } = options;
+  for (const type of [...policy.positiveTypes, ...policy.conversionTypes]) {
+    if (!(BEHAVIOUR_TYPES as readonly string[]).includes(type) || type === 'impression') {
+      throw new RangeError(`labelling: '${type}' is not an outcome type; use one of ${BEHAVIOUR_TYPES.filter((t) => t !== 'impression').join(', ')}`);
+    }
+  }
+  if (!(windowMs > 0) || !Number.isFinite(windowMs)) throw new RangeError(`attributionWindowMs must be a positive number, got ${windowMs}`);
+  const outcomeTypes = new Set<string>([...policy.positiveTypes, ...policy.conversionTypes]);
+
+  const watermarks = eventTime<SampleJoinItem>({
+    timestamp: timeOf,
+    maxOutOfOrdernessMs: options.maxOutOfOrdernessMs ?? SAMPLES_DEFAULTS.maxOutOfOrdernessMs,
+    idleTimeoutMs: idleMs,
+    clock,
+  });
+  const advance = idleAdvance<SampleJoinItem>(idleMs, clock);
+  const join = intervalJoin<SampleJoinItem>({
+    name: 'attribute',
+    mode: 'grouped',
+    left: (item) => item.kind === 'impression',
+    right: (item) => item.kind !== 'impression',
+    key: keyOf,
+    timestamp: timeOf,
+    lowerMs: 0,
+    upperMs: windowMs,
+    maxStateItems: options.maxStateItems ?? SAMPLES_DEFAULTS.maxStateItems,
+    flushOnComplete: false,
+    sideOutput: {
+      push: (record: JoinSideRecord<SampleJoinItem>) => {
+        const { item } = record;
+        switch (record.reason) {
+          case 'unmatched':
+            if (item.kind === 'served') stats.unusedFeatures++;
+            else stats.unattributedOutcomes++;
+            return;
+          case 'late':
+            stats.late++;
+            deadLetters.push(deadLetterOfItem(item, `late ${item.kind}: event time ${timeOf(item)} is below the watermark ${join.state.watermark}`));
+            return;
+          case 'state-full':
+            stats.evicted++;
+            deadLetters.push(deadLetterOfItem(item, `evicted ${item.kind}: the attribution join held its limit of items`));
+            return;
+          case 'invalid-timestamp':
+            deadLetters.push(deadLetterOfItem(item, `${item.kind} has no finite event time`));
+        }
+      },
+    },
+  });
+
+  const pipeline = Pipeline.from<LogRecord>('samples', { name: topics.events, kind: 'topic' }, { name: topics.featureLog, kind: 'topic' })
+    .pipe(parseSampleInputs(topics, outcomeTypes, deadLetters, stats))
+    .pipe(watermarks)
+    .pipe(processingTimeTicks<SampleJoinItem>(options.tickIntervalMs ?? SAMPLES_DEFAULTS.tickIntervalMs))
+    .pipe(advance)
+    .pipe(join)
+    .pipe(labelRequests(policy, deadLetters, stats))
+    .pipe(appendSamples(options.sink, topics.samples))
+    .to({ name: topics.samples, kind: 'topic', params: { key: 'userId', attributionWindowMs: windowMs } })
+    .routeSide('dead-letters', { name: topics.deadLetters, kind: 'topic' });
+
+  return {
+    pipeline,
+    stats,
+    snapshot: (positions) => ({
+      positions,
+      eventTime: watermarks.snapshot(),
+      watermark: Number.isFinite(advance.watermark) ? advance.watermark : null,
+      join: join.state.snapshot(),
+      stats: { ...stats },
+    }),
+    restore: (checkpoint) => {
+      watermarks.restore(checkpoint.eventTime);
+      advance.watermark = checkpoint.watermark ?? -Infinity;
+      join.state.restore(checkpoint.join);
+      Object.assign(stats, checkpoint.stats);
+    },
+  };
+}
+
+export interface RunSamplesOptions extends Omit<SamplesPipelineOptions, 'sink' | 'deadLetters' | 'stats'> {
+  readonly log: Log;
+  /** Consumer group. Default `samples`. */
+  readonly group?: string;
+  /** Where the join state is checkpointed. Default in memory (a crash loses at most one window of held impressions). */
+  readonly state?: SamplesStateStore;
+  /** Least time between checkpoints (each snapshots the whole join state). Default 1000 ms. */
+  readonly commitIntervalMs?: number;
+  readonly maxBatchRecords?: number;
+}
+
+export interface SamplesJob {
+  readonly runner: PipelineRunner;
+  readonly stats: SamplesStats;
+  readonly deadLetters: DeadLetterBuffer;
+  readonly pipeline: Pipeline<LogRecord, LabelledSample>;
+  /** Finishes in-flight batches, checkpoints, commits and leaves the group. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the samples role: restores the checkpointed join state and seeks each assigned partition to the position
+ * saved with it (without a checkpoint, the group's committed offset or the beginning). Samples are appended as each
+ * batch completes; at each checkpoint dead letters are written, then the state with its positions, and only then
+ * are the offsets committed. Delivery is at least once: after a crash, samples emitted since the last checkpoint are
+ * emitted again (their `id` identifies the repeats).
+ */
+export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob> {
+  const topics = { ...DEFAULT_SAMPLES_TOPICS, ...options.topics };
+  const deadLetters = new DeadLetterBuffer();
+  const state = options.state ?? new MemorySamplesStateStore();
+  const samples = new TopicSampleSink(options.log, topics.samples);
+  // Dead letters go out with the samples of the same batch: batches that ticks produce reach no checkpoint.
+  const sink: SampleSink = {
+    append: async (batch) => {
+      await samples.append(batch);
+      await deadLetters.flush(options.log, topics.deadLetters);
+    },
+  };
+  const parts = samplesPipeline({ ...options, topics, sink, deadLetters });
+  const saved = await state.load();
+  if (saved) parts.restore(saved);
+  const positions = new Map<string, SourcePosition>((saved?.positions ?? []).map((p) => [`${p.topic}/${p.partition}`, p]));
+
+  const runner = new PipelineRunner(parts.pipeline as Pipeline<LogRecord, unknown>, {
+    log: options.log,
+    group: options.group ?? 'samples',
+    topics: [topics.events, topics.featureLog],
+    fromBeginning: true,
+    commitIntervalMs: options.commitIntervalMs ?? 1000,
+    ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
+    onAssign: (assigned: readonly TopicPartition[], consumer: LogConsumer) => {
+      for (const tp of assigned) {
+        const stored = positions.get(`${tp.topic}/${tp.partition}`);
+        if (stored) consumer.seek(tp, stored.offset);
+      }
+    },
+    checkpoint: async (committable) => {
+      for (const p of committable) positions.set(`${p.topic}/${p.partition}`, p);
+      await deadLetters.flush(options.log, topics.deadLetters);
+      await state.save(parts.snapshot([...positions.values()]));
+    },
+  });
+  runner.start();
+  return { runner, stats: parts.stats, deadLetters, pipeline: parts.pipeline, stop: () => runner.stop() };
+}

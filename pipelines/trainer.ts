@@ -1,0 +1,293 @@
+import { map } from 'rxjs';
+import type { Log, LogRecord } from '../connectors/log.js';
+import { withItems } from '../operators/batch.js';
+import { DeadLetterBuffer, parseRecords, type DeadLetterSink } from '../operators/dead-letters.js';
+import { learnOperator, type LearnReport } from '../operators/learn.js';
+import { defineOperator, type Operator } from '../operators/operator.js';
+import { Pipeline } from '../operators/pipeline.js';
+import { PipelineRunner } from '../operators/runtime.js';
+import { Guardrails, type GuardrailOptions, type RollbackDecision } from '../models/guardrails.js';
+import { decodeModelVersion, type ModelVersion, type Sample, type SparseFeatures } from '../models/learner.js';
+import { FtrlLearner, ftrlPredictor, type FtrlOptions } from '../models/learners/ftrl.js';
+import { CallbackModelSink, LogModelSink, ModelPublisher, type ModelSink } from '../models/publisher.js';
+import { ModelRegistry } from '../models/registry.js';
+import { RowEncoder } from '../models/row-features.js';
+import { parseLabelledSample, type LabelledSample } from '../schema/samples.js';
+import { readTopic } from './samples.js';
+
+/**
+ * The `trainer` role: labelled samples become FTRL model versions. Each sample is encoded exactly as serving's
+ * OnlineRanker encodes a feature row (RowEncoder over names, values and item id), scored by the serving version and
+ * its parent before it is learned (progressive validation, rolling logloss and AUC per version), then learned. A
+ * version is published every `publishEverySamples` samples or `publishIntervalMs`, to the `models` topic and to an
+ * optional in-process callback; one that degrades is rolled back and the learner restored to its parent.
+ *
+ * Offsets and model move together: the checkpoint before each commit publishes whatever was learned since the last
+ * version, so every committed sample is in a published version, and a restart resumes from the newest version on
+ * the `models` topic and from the committed offsets without losing or repeating learning.
+ */
+
+export interface TrainerTopics {
+  /** Default `samples`. */
+  readonly samples: string;
+  /** Default `models`. */
+  readonly models: string;
+  /** Default `dead-letters`. */
+  readonly deadLetters: string;
+}
+
+export const DEFAULT_TRAINER_TOPICS: TrainerTopics = { samples: 'samples', models: 'models', deadLetters: 'dead-letters' };
+
+export const TRAINER_DEFAULTS = {
+  model: 'ftrl',
+  publishEverySamples: 5000,
+  publishIntervalMs: 5000,
+} as const;
+
+export interface TrainerStats {
+  /** Sample records read. */
+  received: number;
+  learned: number;
+  /** Records that did not parse or could not be learned. */
+  deadLettered: number;
+  /** Versions this trainer published (by cadence, timer or checkpoint; rollbacks not included). */
+  published: number;
+  rollbacks: RollbackDecision[];
+  /** Mean progressive-validation logloss of the learner over the last batch that learned something. */
+  lastLogloss: number;
+}
+
+/**
+ * Labelled samples to learner samples. Names arrays are interned by content, so the encoder's per-names cache of
+ * hashed buckets holds across samples that carry equal (but separately parsed) name lists.
+ */
+export function encodeSamples(encoder: RowEncoder): Operator<LabelledSample, Sample<SparseFeatures>> {
+  const interned = new Map<string, readonly string[]>();
+  const intern = (names: readonly string[]): readonly string[] => {
+    const key = names.join('\u0000');
+    let canonical = interned.get(key);
+    if (canonical === undefined) {
+      // A runaway variety of feature sets must not grow without bound; starting over only costs re-hashing.
+      if (interned.size >= 1024) interned.clear();
+      canonical = names;
+      interned.set(key, canonical);
+    }
+    return canonical;
+  };
+  return defineOperator<LabelledSample, Sample<SparseFeatures>>(
+    { name: 'encode-rows', kind: 'map', params: { bits: encoder.bits } },
+    (source$) =>
+      source$.pipe(
+        map((batch) =>
+          withItems(
+            batch,
+            batch.items.map((s) => ({ features: encoder.encode(intern(s.names), s.values, s.itemId), label: s.label })),
+          ),
+        ),
+      ),
+  );
+}
+
+export interface TrainerPipelineOptions {
+  readonly learner: FtrlLearner;
+  readonly encoder: RowEncoder;
+  readonly registry: ModelRegistry;
+  readonly deadLetters: DeadLetterSink;
+  readonly guardrails?: Guardrails<SparseFeatures>;
+  readonly publisher?: ModelPublisher<SparseFeatures>;
+  readonly topics?: Partial<TrainerTopics>;
+}
+
+export function trainerPipeline(options: TrainerPipelineOptions): Pipeline<LogRecord, LearnReport> {
+  const topics = { ...DEFAULT_TRAINER_TOPICS, ...options.topics };
+  return Pipeline.from<LogRecord>('trainer', { name: topics.samples, kind: 'topic' })
+    .pipe(parseRecords(parseLabelledSample, options.deadLetters, 'parse-samples'))
+    .pipe(encodeSamples(options.encoder))
+    .pipe(
+      learnOperator<SparseFeatures>({
+        learner: options.learner,
+        registry: options.registry,
+        deadLetters: options.deadLetters,
+        sourceTopic: topics.samples,
+        ...(options.guardrails ? { guardrails: options.guardrails } : {}),
+        ...(options.publisher ? { publisher: options.publisher } : {}),
+      }),
+    )
+    .to({ name: topics.models, kind: 'topic', params: { key: 'model name' } })
+    .routeSide('dead-letters', { name: topics.deadLetters, kind: 'topic' });
+}
+
+/** The newest version of `model` on the models topic, or undefined when it has none. */
+export async function latestPublishedVersion(log: Log, model: string, topic = DEFAULT_TRAINER_TOPICS.models): Promise<ModelVersion | undefined> {
+  let latest: LogRecord | undefined;
+  for (const record of await readTopic(log, topic)) {
+    if (record.key !== model) continue;
+    if (!latest || record.timestamp > latest.timestamp || (record.timestamp === latest.timestamp && record.offset > latest.offset)) latest = record;
+  }
+  if (!latest) return undefined;
+  try {
+    return decodeModelVersion(latest.value);
+  } catch (error) {
+    throw new Error(`the newest version of ${model} on ${topic} (offset ${latest.offset}) cannot be read`, { cause: error });
+  }
+}
+
+export interface RunTrainerOptions {
+  readonly log: Log;
+  /** Consumer group. Default `trainer`. */
+  readonly group?: string;
+  readonly topics?: Partial<TrainerTopics>;
+  /** Model name: the `models` topic key and the registry name. Default `ftrl`. */
+  readonly model?: string;
+  /** FTRL hyper-parameters (defaults as FtrlLearner: 20 bits, alpha 0.1, beta 1, l1 1, l2 1). */
+  readonly ftrl?: FtrlOptions;
+  /** Must be the encoder serving's OnlineRanker uses. Default `new RowEncoder({ bits: ftrl.bits ?? 20 })`. */
+  readonly encoder?: RowEncoder;
+  /** Default `EDDY_PUBLISH_EVERY_SAMPLES`'s default, 5000. */
+  readonly publishEverySamples?: number;
+  /** Default 5000 ms. */
+  readonly publishIntervalMs?: number;
+  /** Gets every version that starts serving (published, restored at start, rolled back to): the ranker swap. */
+  readonly onVersion?: (version: ModelVersion) => void;
+  /** Guardrail settings, or false for none. Default GuardrailOptions' defaults. */
+  readonly guardrails?: GuardrailOptions | false;
+  /** Shared registry (for `eddy models` commands in the same process). Default a new one. */
+  readonly registry?: ModelRegistry;
+  /** Resume from the newest version on the models topic. Default true. */
+  readonly resume?: boolean;
+  /** Least time between commits, each of which publishes pending learning. Default `publishIntervalMs`. */
+  readonly commitIntervalMs?: number;
+  readonly maxBatchRecords?: number;
+  /** Told about failures of the publish timer. Default: rethrown on the next checkpoint. */
+  readonly onError?: (error: Error) => void;
+  /** Wall clock for version names and cadence. Default Date.now. */
+  readonly clock?: () => number;
+}
+
+export interface TrainerJob {
+  readonly runner: PipelineRunner;
+  readonly learner: FtrlLearner;
+  readonly encoder: RowEncoder;
+  readonly registry: ModelRegistry;
+  readonly guardrails: Guardrails<SparseFeatures> | undefined;
+  readonly publisher: ModelPublisher<SparseFeatures>;
+  readonly deadLetters: DeadLetterBuffer;
+  readonly stats: TrainerStats;
+  readonly pipeline: Pipeline<LogRecord, LearnReport>;
+  /** The version the learner was restored from at start, if any. */
+  readonly resumedFrom: string | undefined;
+  /** Finishes in-flight batches, publishes what they taught, commits, leaves the group. */
+  stop(): Promise<void>;
+}
+
+export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob> {
+  const topics = { ...DEFAULT_TRAINER_TOPICS, ...options.topics };
+  const model = options.model ?? TRAINER_DEFAULTS.model;
+  const publishIntervalMs = options.publishIntervalMs ?? TRAINER_DEFAULTS.publishIntervalMs;
+  const learner = new FtrlLearner(options.ftrl);
+  const encoder = options.encoder ?? new RowEncoder({ bits: learner.bits });
+  const registry = options.registry ?? new ModelRegistry();
+  const deadLetters = new DeadLetterBuffer();
+
+  let resumedFrom: string | undefined;
+  if (options.resume ?? true) {
+    const latest = await latestPublishedVersion(options.log, model, topics.models);
+    if (latest) {
+      try {
+        learner.restore(latest);
+      } catch (error) {
+        throw new Error(`cannot resume ${model} from ${latest.version} on ${topics.models}`, { cause: error });
+      }
+      if (!registry.get(model, latest.version)) registry.register(latest);
+      resumedFrom = latest.version;
+      options.onVersion?.(latest);
+    }
+  }
+
+  const sinks: ModelSink[] = [new LogModelSink(options.log, topics.models)];
+  if (options.onVersion) sinks.push(new CallbackModelSink(options.onVersion));
+  const publisher = new ModelPublisher<SparseFeatures>({
+    model,
+    learner,
+    registry,
+    sinks,
+    everyMs: publishIntervalMs,
+    everySamples: options.publishEverySamples ?? TRAINER_DEFAULTS.publishEverySamples,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  const guardrails =
+    options.guardrails === false ? undefined : new Guardrails<SparseFeatures>(registry, model, ftrlPredictor, options.guardrails ?? {});
+
+  const stats: TrainerStats = { received: 0, learned: 0, deadLettered: 0, published: 0, rollbacks: [], lastLogloss: NaN };
+  const tally = defineOperator<LearnReport, LearnReport>({ name: 'trainer-stats', kind: 'tap' }, (source$) =>
+    source$.pipe(
+      map((batch) => {
+        for (const report of batch.items) {
+          stats.learned += report.learned;
+          if (report.rollback) stats.rollbacks.push(report.rollback);
+          if (report.learned > 0) stats.lastLogloss = report.learnerLogloss;
+        }
+        stats.deadLettered = deadLetters.total;
+        stats.published = publisher.published;
+        return batch;
+      }),
+    ),
+  );
+  const countReceived = defineOperator<LogRecord, LogRecord>({ name: 'count-received', kind: 'tap' }, (source$) =>
+    source$.pipe(
+      map((batch) => {
+        stats.received += batch.items.length;
+        return batch;
+      }),
+    ),
+  );
+  const core = trainerPipeline({ learner, encoder, registry, deadLetters, topics, publisher, ...(guardrails ? { guardrails } : {}) });
+  const pipeline = Pipeline.from<LogRecord>('trainer', { name: topics.samples, kind: 'topic' })
+    .pipe(countReceived)
+    .pipe(defineOperator<LogRecord, LearnReport>({ name: 'trainer', kind: 'subgraph' }, (source$) => core.apply(source$)))
+    .pipe(tally);
+
+  let timerError: Error | undefined;
+  const runner = new PipelineRunner(pipeline as Pipeline<LogRecord, unknown>, {
+    log: options.log,
+    group: options.group ?? 'trainer',
+    topics: [topics.samples],
+    fromBeginning: true,
+    commitIntervalMs: options.commitIntervalMs ?? publishIntervalMs,
+    ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
+    checkpoint: async () => {
+      if (timerError) throw timerError;
+      await deadLetters.flush(options.log, topics.deadLetters);
+      // due(Infinity) is true exactly when something was learned since the last version.
+      if (publisher.due(Infinity)) {
+        await publisher.publishNow();
+        stats.published = publisher.published;
+      }
+    },
+  });
+  publisher.start((error) => {
+    if (options.onError) options.onError(error);
+    else timerError = error;
+  });
+  runner.start();
+  return {
+    runner,
+    learner,
+    encoder,
+    registry,
+    guardrails,
+    publisher,
+    deadLetters,
+    stats,
+    pipeline: core,
+    resumedFrom,
+    stop: async () => {
+      try {
+        await runner.stop();
+      } finally {
+        publisher.close();
+        guardrails?.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,208 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { EmbeddedLog } from '../connectors/embedded-log.js';
+import type { DeadLetter } from '../operators/dead-letters.js';
+import { TopicFeatureLog, type ServedFeatures } from '../operators/features/feature-log.js';
+import { MemorySamplesStateStore, readTopic, runSamples, samplesPipeline, type RunSamplesOptions, type SamplesJob } from '../pipelines/samples.js';
+import type { BehaviourEvent } from '../schema/events.js';
+import { parseLabelledSample, type LabelledSample } from '../schema/samples.js';
+
+const T = 1_700_000_000_000;
+const WINDOW = 60_000;
+const NAMES = ['user.clicks', 'item.ctr'];
+
+/** Writes what ServingPipeline writes for one response: impressions on `events`, served features on `feature-log`. */
+async function serve(log: EmbeddedLog, requestId: string, userId: string, ts: number, items: [string, number[]][], withFeatures = true): Promise<void> {
+  if (withFeatures) {
+    const featureLog = new TopicFeatureLog(log);
+    const entry: ServedFeatures = { requestId, userId, ts, names: NAMES, items: items.map(([itemId, values]) => ({ itemId, values })) };
+    featureLog.push(entry);
+    await featureLog.flush();
+  }
+  const impressions: BehaviourEvent[] = items.map(([itemId], position) => ({
+    id: `${requestId}:${position}`,
+    type: 'impression',
+    userId,
+    itemId,
+    ts,
+    requestId,
+    position,
+  }));
+  await log.append('events', impressions.map((e) => ({ key: userId, value: JSON.stringify(e) })));
+}
+
+async function event(log: EmbeddedLog, e: Partial<BehaviourEvent> & { userId: string }): Promise<void> {
+  await log.append('events', [{ key: e.userId, value: JSON.stringify(e) }]);
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function samplesOn(log: EmbeddedLog): Promise<LabelledSample[]> {
+  return (await readTopic(log, 'samples')).map((r) => {
+    const parsed = parseLabelledSample(r.value);
+    if (!parsed.ok) throw new Error(`bad sample on the topic: ${parsed.error.message}`);
+    return parsed.value;
+  });
+}
+
+const jobs: SamplesJob[] = [];
+afterEach(async () => {
+  await Promise.all(jobs.splice(0).map((j) => j.stop()));
+});
+
+async function start(log: EmbeddedLog, options: Partial<RunSamplesOptions> = {}): Promise<SamplesJob> {
+  const job = await runSamples({
+    log,
+    attributionWindowMs: WINDOW,
+    maxOutOfOrdernessMs: 1000,
+    idleMs: 1e9,
+    tickIntervalMs: 0,
+    commitIntervalMs: 0,
+    ...options,
+  });
+  jobs.push(job);
+  return job;
+}
+
+async function newLog(partitions = 1): Promise<EmbeddedLog> {
+  const log = new EmbeddedLog();
+  for (const topic of ['events', 'feature-log', 'samples', 'dead-letters']) await log.ensureTopic(topic, { partitions });
+  return log;
+}
+
+describe('samples pipeline', () => {
+  it('labels cascade-style per request with the features logged at serving time, and accounts for every record', async () => {
+    const log = await newLog();
+    const job = await start(log);
+
+    // r1: four items, the third clicked: above it negatives, below it skipped.
+    await serve(log, 'r1', 'u1', T, [['a', [0, 0.1]], ['b', [0, 0.2]], ['c', [0, 0.3]], ['d', [0, 0.4]]]);
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'c', ts: T + 1000, requestId: 'r1' });
+    // r2: nobody clicks: all negatives by default.
+    await serve(log, 'r2', 'u2', T, [['x', [5, 0.5]], ['y', [5, 0.6]]]);
+    // r3: u1 again after the click, with changed user features; e purchased (no request id), a below it.
+    await serve(log, 'r3', 'u1', T + 2000, [['e', [1, 0.7]], ['a', [1, 0.1]]]);
+    await event(log, { id: 'k3', type: 'purchase', userId: 'u1', itemId: 'e', ts: T + 3000 });
+    // r4: served without a feature-log entry: its click cannot make a sample.
+    await serve(log, 'r4', 'u3', T + 2500, [['m', [0, 0]]], false);
+    await event(log, { id: 'k4', type: 'click', userId: 'u3', itemId: 'm', ts: T + 2600, requestId: 'r4' });
+    // Noise: an organic click, a view, malformed records.
+    await event(log, { id: 'k9', type: 'click', userId: 'u9', itemId: 'z', ts: T + 2700 });
+    await event(log, { id: 'v1', type: 'view', userId: 'u1', itemId: 'a', ts: T + 20 });
+    await log.append('events', [{ key: 'u1', value: '{not json' }]);
+    await event(log, { id: 'bad-imp', type: 'impression', userId: 'u1', itemId: 'a', ts: T + 30 });
+    await log.append('feature-log', [{ key: 'u1', value: JSON.stringify({ requestId: 'r5', userId: 'u1', ts: T, names: ['f'], items: [{ itemId: 'a', values: [1, 2] }] }) }]);
+    // Far in the future: moves the watermark past every window above.
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+
+    await until(() => job.stats.samples + job.stats.skipped + job.stats.missingFeatures >= 9);
+    await until(async () => (await samplesOn(log)).length === 6);
+    const samples = await samplesOn(log);
+    const byId = new Map(samples.map((s) => [s.id, s]));
+    const labels = Object.fromEntries(samples.map((s) => [`${s.requestId}/${s.itemId}`, s.label]));
+    expect(labels).toEqual({ 'r1/a': 0, 'r1/b': 0, 'r1/c': 1, 'r2/x': 0, 'r2/y': 0, 'r3/e': 1 });
+    expect(byId.has('r1:3')).toBe(false);
+    expect(byId.has('r3:1')).toBe(false);
+
+    // Point in time: the values of each request, not the user's later ones.
+    expect(byId.get('r1:2')!.values).toEqual([0, 0.3]);
+    expect(byId.get('r3:0')!.values).toEqual([1, 0.7]);
+    expect(byId.get('r1:0')!.values).toEqual([0, 0.1]);
+    expect(byId.get('r1:0')!.names).toEqual(NAMES);
+    expect(byId.get('r3:0')).toMatchObject({ converted: 1, outcomes: ['purchase'], featuresTs: T + 2000, position: 0, userId: 'u1' });
+    expect(byId.get('r1:2')).toMatchObject({ converted: 0, outcomes: ['click'] });
+
+    const s = job.stats;
+    expect(s).toMatchObject({ positives: 2, negatives: 4, samples: 6, skipped: 2, missingFeatures: 1, invalid: 3, ignored: 1, unattributedOutcomes: 1 });
+    // Every record is parsed into the join, ignored or dead-lettered.
+    const records = (await readTopic(log, 'events')).length + (await readTopic(log, 'feature-log')).length;
+    expect(s.received).toBe(records);
+    expect(s.impressions + s.outcomes + s.servedRequests + s.ignored + s.invalid).toBe(records);
+    // Every impression is a sample, skipped, or dead-lettered; the one still in its window is held.
+    expect(s.samples + s.skipped + s.missingFeatures + s.late + s.evicted + 1).toBe(s.impressions);
+
+    await until(async () => (await readTopic(log, 'dead-letters')).length === s.invalid + s.missingFeatures);
+    const letters = (await readTopic(log, 'dead-letters')).map((r) => JSON.parse(r.value) as DeadLetter);
+    const reasons = letters.map((l) => l.reason).join('\n');
+    expect(reasons).toMatch(/malformed JSON/);
+    expect(reasons).toMatch(/impression needs requestId/);
+    expect(reasons).toMatch(/has 2 values for 1 names/);
+    expect(reasons).toMatch(/no served features logged for request r4 item m/);
+    expect(letters.find((l) => l.reason.startsWith('no served'))!.source.topic).toBe('events');
+  });
+
+  it('labels below the last click and clickless requests as the policy says', async () => {
+    const log = await newLog();
+    const job = await start(log, { labelling: { belowLastClick: 'negative', noClick: 'skip' } });
+    await serve(log, 'r1', 'u1', T, [['a', [1, 1]], ['b', [1, 1]], ['c', [1, 1]]]);
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'b', ts: T + 5, requestId: 'r1' });
+    // A click on c for another request does not count for r1.
+    await event(log, { id: 'k2', type: 'click', userId: 'u1', itemId: 'c', ts: T + 6, requestId: 'other' });
+    await serve(log, 'r2', 'u2', T, [['x', [1, 1]]]);
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+    await until(async () => (await samplesOn(log)).length === 3);
+    const labels = Object.fromEntries((await samplesOn(log)).map((s) => [s.id, s.label]));
+    expect(labels).toEqual({ 'r1:0': 0, 'r1:1': 1, 'r1:2': 0 });
+    expect(job.stats.skipped).toBe(1);
+  });
+
+  it('dead-letters a click that arrives after the watermark passed it', async () => {
+    const log = await newLog();
+    const job = await start(log);
+    await serve(log, 'r1', 'u1', T, [['a', [1, 1]]]);
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+    await until(() => job.stats.samples === 1);
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'a', ts: T + 5, requestId: 'r1' });
+    await until(() => job.stats.late === 1);
+    await until(async () => (await readTopic(log, 'dead-letters')).some((r) => (JSON.parse(r.value) as DeadLetter).reason.startsWith('late outcome')));
+  });
+
+  it('lets samples out when traffic stops: within the window plus the out-of-orderness, idle and tick bounds', async () => {
+    const log = await newLog(2);
+    const window = 300;
+    const bound = 50 + 100 + 20;
+    const job = await start(log, { attributionWindowMs: window, maxOutOfOrdernessMs: 50, idleMs: 100, tickIntervalMs: 20 });
+    const servedAt = Date.now();
+    await serve(log, 'r1', 'u1', servedAt, [['a', [1, 1]], ['b', [1, 1]]]);
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'b', ts: servedAt + 10, requestId: 'r1' });
+    await until(async () => (await samplesOn(log)).length === 2, 5000);
+    const elapsed = Date.now() - servedAt;
+    expect(elapsed).toBeGreaterThanOrEqual(window);
+    // Slack for the test machine's scheduling; the bound itself is 470 ms.
+    expect(elapsed).toBeLessThan(window + bound + 400);
+    expect(job.stats.positives).toBe(1);
+  });
+
+  it('keeps held impressions across a restart through the checkpointed join state', async () => {
+    const log = await newLog();
+    const state = new MemorySamplesStateStore();
+    const first = await start(log, { state });
+    await serve(log, 'r1', 'u1', T, [['a', [2, 3]], ['b', [4, 5]]]);
+    await until(() => first.stats.impressions === 2);
+    await first.stop();
+    expect(await state.load()).toMatchObject({ join: { entries: expect.arrayContaining([expect.objectContaining({ side: 'left' })]) } });
+
+    const second = await start(log, { state });
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'b', ts: T + 100, requestId: 'r1' });
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+    await until(async () => (await samplesOn(log)).length === 2);
+    const samples = await samplesOn(log);
+    expect(Object.fromEntries(samples.map((s) => [s.id, [s.label, s.values]]))).toEqual({ 'r1:0': [0, [2, 3]], 'r1:1': [1, [4, 5]] });
+    // The first run's impressions were not read again: the second run resumed from the checkpoint's positions.
+    expect(second.stats.impressions).toBe(3);
+  });
+
+  it('describes itself with its sources, sink and dead-letter side output', () => {
+    const { pipeline } = samplesPipeline({ sink: { append: async () => undefined }, deadLetters: { push: () => undefined } });
+    const topology = pipeline.describe();
+    const ids = topology.nodes.map((n) => n.id);
+    expect(ids).toEqual(expect.arrayContaining(['source:topic:events', 'source:topic:feature-log', 'sink:topic:samples', 'sink:topic:dead-letters']));
+    expect(topology.nodes.find((n) => n.kind === 'interval-join')).toMatchObject({ params: { mode: 'grouped', upperMs: 1_800_000, flushOnComplete: false } });
+    expect(topology.edges.filter((e) => e.output === 'dead-letters').length).toBeGreaterThanOrEqual(2);
+  });
+});
