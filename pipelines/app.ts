@@ -5,7 +5,11 @@ import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
 import type { FeatureStore } from '../connectors/feature-store.js';
+import { dashboardPlugin } from '../connectors/dashboard/plugin.js';
+import { metricsDashboardSource } from '../connectors/dashboard/metrics-source.js';
 import { createHttpServer, type EddyService } from '../connectors/http.js';
+import { httpLoggerOptions } from '../connectors/observability/logger.js';
+import { createMetrics, type EddyMetrics } from '../connectors/observability/metrics.js';
 import { createLog, ensureTopics } from '../connectors/kafka/index.js';
 import type { Log, LogRecord } from '../connectors/log.js';
 import { MemoryFeatureStore } from '../connectors/memory-store.js';
@@ -22,6 +26,8 @@ import { coldStartPredictor, OnlineRanker, OnnxRanker, servingLayout, type Ranke
 import { Scorer } from '../models/scorer.js';
 import type { AppConfig } from './config.js';
 import { runFeatures } from './features.js';
+import { runSamples, TopicSamplesStateStore } from './samples.js';
+import { runTrainer, type TrainerJob } from './trainer.js';
 import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { ServingPipeline } from './serving.js';
@@ -109,6 +115,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   const topics = topicsOf(config);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const metrics = createMetrics(registry);
 
   const log = options.log ?? (config.kafka.client === 'embedded' ? new EmbeddedLog({ defaultPartitions: 1 }) : await createLog(config.kafka));
   await ensureTopics(log, config.kafka);
@@ -130,6 +137,46 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   if (runs('features') && store) {
     const { runner } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0 });
     runners.set('features', runner);
+  }
+
+  if (runs('samples')) {
+    const job = await runSamples({
+      log,
+      group: 'eddy-samples',
+      topics: { events: topics.events, samples: topics.samples, deadLetters: topics.deadLetters },
+      attributionWindowMs: config.attributionWindowMs,
+      // Kafka deployments keep the join state on a topic so a restarted worker resumes its open impressions.
+      ...(log instanceof EmbeddedLog ? {} : { state: new TopicSamplesStateStore(log, 'eddy-samples') }),
+      onError,
+    } as Parameters<typeof runSamples>[0]);
+    runners.set('samples', { get failed() { return job.runner.failed; }, stats: job.runner.stats, stop: () => job.stop() });
+    pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
+  }
+
+  let trainer: TrainerJob | undefined;
+  if (runs('trainer')) {
+    trainer = await runTrainer({
+      log,
+      group: 'eddy-trainer',
+      topics: { samples: topics.samples, models: topics.models, deadLetters: topics.deadLetters },
+      model: ONLINE_MODEL_NAME,
+      ftrl: { bits: ONLINE_MODEL_BITS },
+      publishEverySamples: config.publishEverySamples,
+      publishIntervalMs: config.publishIntervalMs,
+      onError,
+    });
+    const job = trainer;
+    runners.set('trainer', { get failed() { return job.runner.failed; }, stats: job.runner.stats, stop: () => job.stop() });
+    pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
+    const qualitySampler = setInterval(() => {
+      const serving = job.registry.serving(ONLINE_MODEL_NAME);
+      if (!serving) return;
+      const { auc, logloss } = serving.metrics as { auc?: number; logloss?: number };
+      if (auc !== undefined && Number.isFinite(auc)) metrics.onlineAuc.labels(ONLINE_MODEL_NAME, serving.version).set(auc);
+      if (logloss !== undefined && Number.isFinite(logloss)) metrics.onlineLogloss.labels(ONLINE_MODEL_NAME, serving.version).set(logloss);
+    }, 1000);
+    qualitySampler.unref();
+    stoppers.push(() => clearInterval(qualitySampler));
   }
 
   let serving: ServingPipeline | undefined;
@@ -178,7 +225,13 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     runners.set('requests', runWithDeadLetters(log, requests, requestLetters, { group: 'eddy-serve-requests', topics: [topics.requests], deadLetterTopic: topics.deadLetters, fromBeginning: false }));
     pipelines.push(requests);
 
-    runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version) => onlineRanker.swap(predictor, version), onError));
+    runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version) => {
+      onlineRanker.swap(predictor, version);
+      metrics.setServingVersion(ONLINE_MODEL_NAME, version);
+    }, onError));
+    metrics.setServingVersion(ONLINE_MODEL_NAME, onlineRanker.version);
+    const sampler = sampleIntoMetrics(metrics, runners, experiments, store);
+    stoppers.push(() => clearInterval(sampler));
     service = createService({
       log,
       topics,
@@ -187,6 +240,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       store,
       experiments,
       registry,
+      metrics,
       checks: () => Object.fromEntries([...runners].map(([name, runner]) => [name, { ok: !runner.failed, records: runner.stats.records }])),
     });
   }
@@ -195,9 +249,10 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   let url: string | undefined;
   if (options.http ?? true) {
     http = await createHttpServer(service ?? probesOnly(registry, runners), {
+      logger: httpLoggerOptions({ level: config.logLevel, bindings: { role } }),
       bodyLimitBytes: config.bodyLimitBytes,
       ...(config.authToken ? { authToken: config.authToken } : {}),
-      ...(options.httpPlugins ? { plugins: options.httpPlugins } : {}),
+      plugins: [dashboardPlugin(metricsDashboardSource(metrics)), ...(options.httpPlugins ?? [])],
     });
     url = await http.listen({ port: config.port, host: config.host });
   }
@@ -222,6 +277,41 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       if (!options.log) await log.close();
     },
   };
+}
+
+/**
+ * Once a second, turns what the running parts count into Prometheus series: records in per pipeline, consumer lag
+ * per partition, exposures and clicks per experiment variant, and the age of the newest event in the feature store.
+ */
+function sampleIntoMetrics(metrics: EddyMetrics, runners: ReadonlyMap<string, RunningPart>, experiments: Experiments, store: FeatureStore): NodeJS.Timeout {
+  const seen = new Map<string, number>();
+  const delta = (key: string, total: number) => {
+    const change = total - (seen.get(key) ?? 0);
+    seen.set(key, total);
+    return change;
+  };
+  const timer = setInterval(() => {
+    for (const [name, runner] of runners) {
+      const change = delta(`in:${name}`, runner.stats.records);
+      if (change > 0) metrics.eventsIn.labels(name).inc(change);
+      for (const [partition, lag] of (runner.stats as { lag?: Map<string, number> }).lag ?? []) {
+        const [topic, index] = partition.split('/') as [string, string];
+        metrics.consumerLag.labels(name, topic, index).set(lag);
+      }
+    }
+    for (const id of experiments.ids) {
+      for (const variant of experiments.report(id)?.variants ?? []) {
+        const exposures = delta(`exp:${id}/${variant.name}`, variant.exposures);
+        const clicks = delta(`click:${id}/${variant.name}`, variant.clicks);
+        if (exposures > 0) metrics.abExposures.labels(id, variant.name).inc(exposures);
+        if (clicks > 0) metrics.abClicks.labels(id, variant.name).inc(clicks);
+      }
+    }
+    const newest = store.health().newestEventTs;
+    if (Number.isFinite(newest) && newest > 0) metrics.featureFreshness.labels('newest-event').set(Math.max(0, Date.now() - newest) / 1000);
+  }, 1000);
+  timer.unref();
+  return timer;
 }
 
 /** Follows the `models` topic from its start (it is compacted) and swaps each decodable ranker version in. */

@@ -17,6 +17,14 @@ const role = (name: 'all' | 'features' | 'samples' | 'trainer' | 'serve', summar
 export const commands: Readonly<Record<string, Command>> = {
   all: role('all', 'every role in one process on the embedded log and store, with a demo simulator (npm start)'),
   features: role('features', 'events, items and users into the feature store'),
+  samples: {
+    summary: 'impressions joined with clicks into labelled samples; --export FILE.jsonl dumps the samples topic',
+    load: () => import('./samples-command.js'),
+  },
+  trainer: {
+    summary: 'samples into model versions: online FTRL with progressive validation, guardrails and rollback',
+    load: () => import('./trainer-command.js'),
+  },
   serve: role('serve', 'HTTP API, recommendation-requests, proactive pushes; reads features and models'),
   describe: {
     summary: 'print a pipeline’s operator graph: eddy describe <pipeline> [--json]',

@@ -1,5 +1,6 @@
 import { concatMap, map } from 'rxjs';
-import { Histogram, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { EddyMetrics } from '../connectors/observability/metrics.js';
 import type { FeatureStore } from '../connectors/feature-store.js';
 import type { EddyService, IngestResult, Readiness } from '../connectors/http.js';
 import type { Log, LogRecord } from '../connectors/log.js';
@@ -45,19 +46,14 @@ export interface ServiceOptions {
   readonly store: FeatureStore;
   readonly experiments: Experiments;
   readonly registry: Registry;
+  readonly metrics: EddyMetrics;
   /** Extra readiness checks (the log, running pipelines). */
   readonly checks?: () => Readiness['checks'];
 }
 
 /** The EddyService the HTTP layer (and the in-process simulator) calls. */
 export function createService(options: ServiceOptions): EddyService {
-  const { log, topics, serving, stack, store, experiments, registry } = options;
-  const latency = new Histogram({
-    name: 'eddy_recommend_latency_seconds',
-    help: 'Time to answer one recommendation request',
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
-    registers: [registry],
-  });
+  const { log, topics, serving, stack, store, experiments, registry, metrics } = options;
   return {
     async ingest(events): Promise<IngestResult> {
       const rejected: { index: number; field: string; error: string }[] = [];
@@ -77,12 +73,10 @@ export function createService(options: ServiceOptions): EddyService {
       return { accepted: events.length - rejected.length, rejected };
     },
     async recommend(request) {
-      const timer = latency.startTimer();
-      try {
-        return await serving.recommend(request);
-      } finally {
-        timer();
-      }
+      const started = performance.now();
+      const response = await serving.recommend(request);
+      metrics.recommendLatency.labels(response.variant).observe((performance.now() - started) / 1000);
+      return response;
     },
     async similar(itemId, count) {
       if (!stack.catalogue.has(itemId) && !stack.embeddings.has(itemId)) return undefined;
