@@ -2,6 +2,7 @@ import { concatMap, map } from 'rxjs';
 import type { Registry } from 'prom-client';
 import type { EddyMetrics } from '../connectors/observability/metrics.js';
 import type { FeatureStore } from '../connectors/feature-store.js';
+import { routeEvent } from '../connectors/client.js';
 import type { EddyService, IngestResult, Readiness } from '../connectors/http.js';
 import type { Log, LogRecord } from '../connectors/log.js';
 import type { Experiments } from '../models/ab/experiments.js';
@@ -31,13 +32,6 @@ export interface ServeTopics {
   readonly deadLetters: string;
 }
 
-/** The topic an input event belongs on, and its key: behaviour and user events by user, item metadata by item. */
-export function routeOf(event: InputEvent, topics: Pick<ServeTopics, 'events' | 'items' | 'users'>): { topic: string; key: string } {
-  if (event.type === 'item') return { topic: topics.items, key: event.itemId };
-  if (event.type === 'user') return { topic: topics.users, key: event.userId };
-  return { topic: topics.events, key: event.userId };
-}
-
 export interface ServiceOptions {
   readonly log: Log;
   readonly topics: ServeTopics;
@@ -64,7 +58,7 @@ export function createService(options: ServiceOptions): EddyService {
           rejected.push({ index, field: parsed.error.field, error: parsed.error.message });
           return;
         }
-        const { topic, key } = routeOf(parsed.value, topics);
+        const { topic, key } = routeEvent(parsed.value, topics);
         const list = byTopic.get(topic) ?? [];
         list.push({ key, value: JSON.stringify(parsed.value) });
         byTopic.set(topic, list);
