@@ -32,6 +32,27 @@ export interface EddyService {
   metrics(): Promise<{ contentType: string; body: string }>;
 }
 
+/** One model version as the admin API shows it. */
+export interface ModelVersionSummary {
+  readonly model: string;
+  readonly version: string;
+  readonly parent: string | null;
+  readonly status: string;
+  readonly pinned: boolean;
+  readonly createdAt: number;
+  readonly samplesSeen: number;
+  readonly metrics: Readonly<Record<string, number>>;
+  readonly rollbackReason?: string;
+}
+
+/** The model registry's admin operations, served by the role that owns the registry (the trainer). */
+export interface ModelAdmin {
+  list(): readonly ModelVersionSummary[];
+  pin(model: string, version: string): ModelVersionSummary;
+  unpin(model: string): ModelVersionSummary | undefined;
+  rollback(model: string, to: string | undefined, reason: string): ModelVersionSummary;
+}
+
 export interface HttpOptions {
   /** Largest request body. Default 1 MiB. */
   readonly bodyLimitBytes?: number;
@@ -39,6 +60,8 @@ export interface HttpOptions {
   readonly maxEventsPerRequest?: number;
   /** When set, write and admin endpoints need `Authorization: Bearer <token>`. */
   readonly authToken?: string;
+  /** Serves `/v1/models` (list, pin, unpin, rollback) when given. */
+  readonly modelAdmin?: ModelAdmin;
   /** Extra routes (the dashboard), registered after the API. */
   readonly plugins?: readonly ((app: FastifyInstance) => void | Promise<void>)[];
   readonly logger?: boolean | object;
@@ -154,6 +177,39 @@ export async function createHttpServer(service: EddyService, options: HttpOption
     if (report === undefined) throw new HttpError(404, `unknown experiment ${id}`, 'id');
     return report;
   });
+
+  const admin = options.modelAdmin;
+  if (admin) {
+    const versionBody = z.strictObject({ version: z.string().min(1).max(LIMITS.idLength) });
+    const rollbackBody = z.strictObject({ to: z.string().min(1).max(LIMITS.idLength).optional(), reason: z.string().max(LIMITS.stringLength).optional() });
+    const parse = <T>(schema: z.ZodType<T>, body: unknown): T => {
+      const parsed = schema.safeParse(body ?? {});
+      if (!parsed.success) {
+        const { field, message } = firstIssue(parsed.error);
+        throw new HttpError(400, message, field);
+      }
+      return parsed.data;
+    };
+    const registryCall = <T>(call: () => T): T => {
+      try {
+        return call();
+      } catch (error) {
+        throw new HttpError(404, error instanceof Error ? error.message : String(error), 'version');
+      }
+    };
+    app.get('/v1/models', { preHandler: requireToken }, async () => ({ versions: admin.list() }));
+    app.post('/v1/models/:model/pin', { preHandler: requireToken }, async (request) => {
+      const { version } = parse(versionBody, request.body);
+      return registryCall(() => admin.pin((request.params as { model: string }).model, version));
+    });
+    app.post('/v1/models/:model/unpin', { preHandler: requireToken }, async (request) => ({
+      serving: registryCall(() => admin.unpin((request.params as { model: string }).model)) ?? null,
+    }));
+    app.post('/v1/models/:model/rollback', { preHandler: requireToken }, async (request) => {
+      const { to, reason } = parse(rollbackBody, request.body);
+      return registryCall(() => admin.rollback((request.params as { model: string }).model, to, reason ?? 'rolled back by an operator'));
+    });
+  }
 
   app.get('/healthz', async () => ({ ok: true }));
 

@@ -28,6 +28,7 @@ import type { AppConfig } from './config.js';
 import { runFeatures } from './features.js';
 import { runSamples, TopicSamplesStateStore } from './samples.js';
 import { runTrainer, type TrainerJob } from './trainer.js';
+import { registryAdmin } from './model-admin.js';
 import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { ServingPipeline } from './serving.js';
@@ -251,6 +252,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     http = await createHttpServer(service ?? probesOnly(registry, runners), {
       logger: httpLoggerOptions({ level: config.logLevel, bindings: { role } }),
       bodyLimitBytes: config.bodyLimitBytes,
+      ...(trainer ? { modelAdmin: registryAdmin(trainer.registry) } : {}),
       ...(config.authToken ? { authToken: config.authToken } : {}),
       plugins: [dashboardPlugin(metricsDashboardSource(metrics)), ...(options.httpPlugins ?? [])],
     });

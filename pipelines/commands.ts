@@ -30,6 +30,10 @@ export const commands: Readonly<Record<string, Command>> = {
     summary: 'print a pipeline’s operator graph: eddy describe <pipeline> [--json]',
     load: () => import('./describe.js'),
   },
+  models: {
+    summary: 'model registry: eddy models list | pin <model> <version> | unpin <model> | rollback <model> [--to V]',
+    load: () => import('./models-command.js'),
+  },
   eval: {
     summary: 'prequential evaluation against baselines: eddy eval --dataset movielens --ratings F --movies F --k 10 [--json]',
     load: () => import('./report/eval-command.js'),
