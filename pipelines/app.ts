@@ -204,6 +204,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       reranker: stack.reranker,
       experiments,
       featureLog,
+      explorationShare: config.explorationShare,
       logImpressions: (impressions) => {
         void featureLog
           .flush()

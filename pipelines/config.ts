@@ -29,6 +29,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_PUBLISH_INTERVAL_MS', default: '5000', description: 'Trainer: publish a new model version at least this often while learning.' },
   { name: 'EDDY_PUBLISH_EVERY_SAMPLES', default: '5000', description: 'Trainer: publish a new model version after this many samples.' },
   { name: 'EDDY_ATTRIBUTION_WINDOW_MS', default: '1800000', description: 'Samples: how long after an impression a click still counts for it.' },
+  { name: 'EDDY_EXPLORATION_SHARE', default: '0.05', description: 'Share of served slots filled by a random recalled candidate (epsilon-greedy), so the ranker learns about items it would not show.' },
   { name: 'EDDY_PUSH_DEBOUNCE_MS', default: '2000', description: 'Proactive push: least time between two pushed recommendation lists for one user; 0 turns pushes off.' },
   { name: 'EDDY_REDIS_URL', description: 'Redis for the feature store (`redis://` or `rediss://`). The in-memory store when unset.' },
   { name: 'EDDY_REDIS_PASSWORD', description: 'Redis password (overrides one in the URL).' },
@@ -70,6 +71,7 @@ export interface AppConfig {
   readonly publishEverySamples: number;
   readonly attributionWindowMs: number;
   readonly pushDebounceMs: number;
+  readonly explorationShare: number;
   /** Undefined means the in-memory store. */
   readonly redis?: RedisOptions;
   readonly featureMaxStalenessMs: number;
@@ -89,6 +91,13 @@ function integer(env: NodeJS.ProcessEnv, name: string, min: number): number {
   const raw = read(env, name)!;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return value;
+}
+
+function share(env: NodeJS.ProcessEnv, name: string): number {
+  const raw = read(env, name)!;
+  const value = Number(raw);
+  if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1, got "${raw}"`);
   return value;
 }
 
@@ -133,6 +142,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     publishEverySamples: integer(env, 'EDDY_PUBLISH_EVERY_SAMPLES', 1),
     attributionWindowMs: integer(env, 'EDDY_ATTRIBUTION_WINDOW_MS', 1),
     pushDebounceMs: integer(env, 'EDDY_PUSH_DEBOUNCE_MS', 0),
+    explorationShare: share(env, 'EDDY_EXPLORATION_SHARE'),
     ...(env.EDDY_REDIS_URL ? { redis: redisOptionsFromEnv(env) } : {}),
     featureMaxStalenessMs: integer(env, 'EDDY_FEATURE_MAX_STALENESS_MS', 0),
     kafka: kafkaConfigFromEnv(env),

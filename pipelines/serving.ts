@@ -5,6 +5,7 @@ import type { Ranker } from '../operators/rank.js';
 import type { MergedCandidate } from '../operators/recall/merge.js';
 import type { Recaller } from '../operators/recall/types.js';
 import { explain, toRerankItems, type Reranker } from '../operators/rerank/reranker.js';
+import type { RerankItem } from '../operators/rerank/types.js';
 import type { Experiments } from '../models/ab/experiments.js';
 import type { BehaviourEvent, RecommendationRequest, RecommendationResponse, RecommendedItem } from '../schema/events.js';
 
@@ -35,6 +36,14 @@ export interface ServingOptions {
   /** Receives the impressions of each response: the loop back into training. */
   readonly logImpressions?: (impressions: readonly BehaviourEvent[]) => void;
   readonly onTimings?: (timings: StageTimings, ranker: string) => void;
+  /**
+   * Share of slots given to exploration (epsilon-greedy): each slot is, with this probability, filled by a random
+   * recalled candidate that did not make the list, so the ranker also learns about items it would never show.
+   * Default 0.
+   */
+  readonly explorationShare?: number;
+  /** Default Math.random. */
+  readonly random?: () => number;
   /** Request time; event time of impressions. Default `Date.now`. */
   readonly clock?: () => number;
 }
@@ -103,7 +112,8 @@ export class ServingPipeline {
     timings.rank = performance.now() - mark;
 
     mark = performance.now();
-    const reranked = this.options.reranker.rerank(toRerankItems(candidates, scores), { now, count: request.count });
+    const rerankItems = toRerankItems(candidates, scores);
+    const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count }), rerankItems);
     timings.rerank = performance.now() - mark;
 
     const rowOf = new Map(itemIds.map((itemId, i) => [itemId, i]));
@@ -120,7 +130,7 @@ export class ServingPipeline {
       return out;
     });
 
-    this.logServed(request, now, items, rows, rowOf);
+    this.logServed(request, now, items, rows, rowOf, exposure ? `${exposure.experimentId}/${exposure.variant}` : undefined);
     this.options.onTimings?.(timings, ranker.name);
     const response: RecommendationResponse = {
       requestId: request.requestId,
@@ -133,12 +143,27 @@ export class ServingPipeline {
     return response;
   }
 
+  /** Epsilon-greedy exploration over the slots of the final list, marking each explored item's source. */
+  private explore(list: RerankItem[], pool: readonly RerankItem[]): RerankItem[] {
+    const share = this.options.explorationShare ?? 0;
+    if (share <= 0) return list;
+    const random = this.options.random ?? Math.random;
+    const shown = new Set(list.map((item) => item.itemId));
+    const spare = pool.filter((item) => !shown.has(item.itemId));
+    return list.map((item) => {
+      if (spare.length === 0 || random() >= share) return item;
+      const pick = spare.splice(Math.floor(random() * spare.length), 1)[0]!;
+      return { ...pick, source: 'exploration', adjustments: [...pick.adjustments, { step: 'exploration', delta: 0, reason: `epsilon ${share}` }] };
+    });
+  }
+
   private logServed(
     request: RecommendationRequest,
     now: number,
     items: readonly RecommendedItem[],
     rows: FeatureRows,
     rowOf: ReadonlyMap<string, number>,
+    variant: string | undefined,
   ): void {
     if (items.length === 0) return;
     if (this.options.featureLog) {
@@ -155,6 +180,7 @@ export class ServingPipeline {
         ts: now,
         requestId: request.requestId,
         position,
+        ...(variant ? { context: Object.assign(Object.create(null) as Record<string, string>, { variant }) } : {}),
       })),
     );
   }

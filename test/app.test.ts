@@ -48,7 +48,7 @@ describe('eddy all (embedded)', () => {
     writeFileSync(experiments, JSON.stringify([{ id: 'ranker-test', variants: [{ name: 'control', share: 1 }, { name: 'treatment', share: 1 }] }]));
     log = new EmbeddedLog();
     eddy = await startEddy({
-      config: loadConfig({ PORT: '0', HOST: '127.0.0.1', EDDY_DATA_DIR: '', EDDY_PUSH_DEBOUNCE_MS: '50', EDDY_EXPERIMENTS_FILE: experiments }),
+      config: loadConfig({ PORT: '0', HOST: '127.0.0.1', EDDY_DATA_DIR: '', EDDY_PUSH_DEBOUNCE_MS: '50', EDDY_EXPLORATION_SHARE: '0', EDDY_EXPERIMENTS_FILE: experiments }),
       role: 'all',
       log,
     });
