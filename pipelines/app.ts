@@ -22,6 +22,7 @@ import { DeadLetterBuffer } from '../operators/dead-letters.js';
 import { TopicFeatureLog } from '../operators/features/feature-log.js';
 import { registerFeatureStoreMetrics } from '../operators/features/metrics.js';
 import type { Pipeline } from '../operators/pipeline.js';
+import type { PipelineRunner } from '../operators/runtime.js';
 import { coldStartPredictor, OnlineRanker, OnnxRanker, servingLayout, type Ranker } from '../operators/rank.js';
 import { Scorer } from '../models/scorer.js';
 import type { AppConfig } from './config.js';
@@ -74,7 +75,22 @@ export interface RunningEddy {
 export interface RunningPart {
   readonly failed: boolean;
   readonly stats: { readonly records: number };
+  /** Records this part has sent to the dead-letter topic. */
+  readonly deadLettered?: number;
   stop(): Promise<void>;
+}
+
+function partOf(runner: PipelineRunner, deadLetters: DeadLetterBuffer, stop: () => Promise<void> = () => runner.stop()): RunningPart {
+  return {
+    get failed() {
+      return runner.failed;
+    },
+    stats: runner.stats,
+    get deadLettered() {
+      return deadLetters.total;
+    },
+    stop,
+  };
 }
 
 export function topicsOf(config: AppConfig): ServeTopics & { samples: string; models: string } {
@@ -136,8 +152,8 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   }
 
   if (runs('features') && store) {
-    const { runner } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0 });
-    runners.set('features', runner);
+    const { runner, deadLetters } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0 });
+    runners.set('features', partOf(runner, deadLetters));
   }
 
   if (runs('samples')) {
@@ -150,7 +166,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       ...(log instanceof EmbeddedLog ? {} : { state: new TopicSamplesStateStore(log, 'eddy-samples') }),
       onError,
     } as Parameters<typeof runSamples>[0]);
-    runners.set('samples', { get failed() { return job.runner.failed; }, stats: job.runner.stats, stop: () => job.stop() });
+    runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
     pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
   }
 
@@ -167,7 +183,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       onError,
     });
     const job = trainer;
-    runners.set('trainer', { get failed() { return job.runner.failed; }, stats: job.runner.stats, stop: () => job.stop() });
+    runners.set('trainer', partOf(job.runner, job.deadLetters, () => job.stop()));
     pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
     const qualitySampler = setInterval(() => {
       const serving = job.registry.serving(ONLINE_MODEL_NAME);
@@ -181,6 +197,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   }
 
   let serving: ServingPipeline | undefined;
+  let experimentsForMetrics: Experiments | undefined;
   let service: EddyService | undefined;
   if (runs('serve') && store) {
     const experiments = new Experiments(config.experiments as ExperimentConfig[]);
@@ -206,6 +223,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       featureLog,
       explorationShare: config.explorationShare,
       logImpressions: (impressions) => {
+        metrics.eventsOut.labels(topics.events).inc(impressions.length);
         void featureLog
           .flush()
           .then(() => log.append(topics.events, impressions.map((e) => ({ key: e.userId, value: JSON.stringify(e) }))))
@@ -213,18 +231,20 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       },
     });
     const servingRef = serving;
-    const pusher = new ProactivePusher(log, serving, topics.recommendations, config.pushDebounceMs, 10, onError);
+    const pusher = new ProactivePusher(log, serving, topics.recommendations, config.pushDebounceMs, 10, onError, () =>
+      metrics.eventsOut.labels(topics.recommendations).inc(),
+    );
     stoppers.push(() => pusher.close());
 
     const instance = `${hostname()}-${process.pid}-${Date.now()}`;
     const stateLetters = new DeadLetterBuffer();
     const statePipeline = servingStatePipeline(stack, experiments, stateLetters, topics, (userId) => pusher.notify(userId));
-    runners.set('serving-state', runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters }));
+    runners.set('serving-state', partOf(runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters }), stateLetters));
     pipelines.push(statePipeline);
 
     const requestLetters = new DeadLetterBuffer();
-    const requests = requestsPipeline(log, serving, requestLetters, topics);
-    runners.set('requests', runWithDeadLetters(log, requests, requestLetters, { group: 'eddy-serve-requests', topics: [topics.requests], deadLetterTopic: topics.deadLetters, fromBeginning: false }));
+    const requests = requestsPipeline(log, serving, requestLetters, topics, (count) => metrics.eventsOut.labels(topics.recommendations).inc(count));
+    runners.set('requests', partOf(runWithDeadLetters(log, requests, requestLetters, { group: 'eddy-serve-requests', topics: [topics.requests], deadLetterTopic: topics.deadLetters, fromBeginning: false }), requestLetters));
     pipelines.push(requests);
 
     runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version) => {
@@ -232,8 +252,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       metrics.setServingVersion(ONLINE_MODEL_NAME, version);
     }, onError));
     metrics.setServingVersion(ONLINE_MODEL_NAME, onlineRanker.version);
-    const sampler = sampleIntoMetrics(metrics, runners, experiments, store);
-    stoppers.push(() => clearInterval(sampler));
+    experimentsForMetrics = experiments;
     service = createService({
       log,
       topics,
@@ -246,6 +265,9 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       checks: () => Object.fromEntries([...runners].map(([name, runner]) => [name, { ok: !runner.failed, records: runner.stats.records }])),
     });
   }
+
+  const sampler = sampleIntoMetrics(metrics, runners, experimentsForMetrics, store);
+  stoppers.push(() => clearInterval(sampler));
 
   let http: FastifyInstance | undefined;
   let url: string | undefined;
@@ -286,7 +308,12 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
  * Once a second, turns what the running parts count into Prometheus series: records in per pipeline, consumer lag
  * per partition, exposures and clicks per experiment variant, and the age of the newest event in the feature store.
  */
-function sampleIntoMetrics(metrics: EddyMetrics, runners: ReadonlyMap<string, RunningPart>, experiments: Experiments, store: FeatureStore): NodeJS.Timeout {
+function sampleIntoMetrics(
+  metrics: EddyMetrics,
+  runners: ReadonlyMap<string, RunningPart>,
+  experiments: Experiments | undefined,
+  store: FeatureStore | undefined,
+): NodeJS.Timeout {
   const seen = new Map<string, number>();
   const delta = (key: string, total: number) => {
     const change = total - (seen.get(key) ?? 0);
@@ -297,20 +324,22 @@ function sampleIntoMetrics(metrics: EddyMetrics, runners: ReadonlyMap<string, Ru
     for (const [name, runner] of runners) {
       const change = delta(`in:${name}`, runner.stats.records);
       if (change > 0) metrics.eventsIn.labels(name).inc(change);
+      const dead = delta(`dead:${name}`, runner.deadLettered ?? 0);
+      if (dead > 0) metrics.eventsDeadLettered.labels(name).inc(dead);
       for (const [partition, lag] of (runner.stats as { lag?: Map<string, number> }).lag ?? []) {
         const [topic, index] = partition.split('/') as [string, string];
         metrics.consumerLag.labels(name, topic, index).set(lag);
       }
     }
-    for (const id of experiments.ids) {
-      for (const variant of experiments.report(id)?.variants ?? []) {
+    for (const id of experiments?.ids ?? []) {
+      for (const variant of experiments!.report(id)?.variants ?? []) {
         const exposures = delta(`exp:${id}/${variant.name}`, variant.exposures);
         const clicks = delta(`click:${id}/${variant.name}`, variant.clicks);
         if (exposures > 0) metrics.abExposures.labels(id, variant.name).inc(exposures);
         if (clicks > 0) metrics.abClicks.labels(id, variant.name).inc(clicks);
       }
     }
-    const newest = store.health().newestEventTs;
+    const newest = store?.health().newestEventTs ?? Number.NaN;
     if (Number.isFinite(newest) && newest > 0) metrics.featureFreshness.labels('newest-event').set(Math.max(0, Date.now() - newest) / 1000);
   }, 1000);
   timer.unref();

@@ -142,11 +142,14 @@ function answerRequests(serving: ServingPipeline, deadLetters: DeadLetterSink, r
   );
 }
 
-function publishResponses(log: Log, topic: string): Operator<RecommendationResponse, RecommendationResponse> {
+function publishResponses(log: Log, topic: string, onPublished?: (count: number) => void): Operator<RecommendationResponse, RecommendationResponse> {
   return defineOperator({ name: 'publish', kind: 'sink', params: { topic } }, (source$) =>
     source$.pipe(
       concatMap(async (batch) => {
-        if (batch.items.length > 0) await log.append(topic, batch.items.map((r) => ({ key: r.userId, value: JSON.stringify(r) })));
+        if (batch.items.length > 0) {
+          await log.append(topic, batch.items.map((r) => ({ key: r.userId, value: JSON.stringify(r) })));
+          onPublished?.(batch.items.length);
+        }
         return batch;
       }),
     ),
@@ -154,7 +157,7 @@ function publishResponses(log: Log, topic: string): Operator<RecommendationRespo
 }
 
 /** `recommendation-requests` -> serving -> `recommendations`, keyed by user, each response carrying its request id. */
-export function requestsPipeline(log: Log, serving: ServingPipeline, deadLetters: DeadLetterSink, topics: ServeTopics) {
+export function requestsPipeline(log: Log, serving: ServingPipeline, deadLetters: DeadLetterSink, topics: ServeTopics, onPublished?: (count: number) => void) {
   const raw = new Map<RecommendationRequest, LogRecord>();
   const remember = defineOperator<LogRecord, LogRecord>({ name: 'keep-raw', kind: 'provenance' }, (source$) =>
     source$.pipe(map((batch) => batch)),
@@ -180,7 +183,7 @@ export function requestsPipeline(log: Log, serving: ServingPipeline, deadLetters
     .pipe(remember)
     .pipe(parse)
     .pipe(answerRequests(serving, deadLetters, raw))
-    .pipe(publishResponses(log, topics.recommendations))
+    .pipe(publishResponses(log, topics.recommendations, onPublished))
     .to({ name: topics.recommendations, kind: 'topic' })
     .routeSide('dead-letters', { name: topics.deadLetters, kind: 'topic' });
 }
@@ -201,6 +204,7 @@ export class ProactivePusher {
     private readonly debounceMs: number,
     private readonly count = 10,
     private readonly onError: (error: unknown) => void = () => undefined,
+    private readonly onPushed?: () => void,
   ) {}
 
   notify(userId: string): void {
@@ -221,6 +225,7 @@ export class ProactivePusher {
     const response = await this.serving.recommend({ requestId, userId, count: this.count });
     await this.log.append(this.topic, [{ key: userId, value: JSON.stringify({ ...response, push: true }) }]);
     this.pushed++;
+    this.onPushed?.();
   }
 
   close(): void {
