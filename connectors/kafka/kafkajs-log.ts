@@ -5,6 +5,7 @@ import {
   type Admin,
   type Broker,
   type Consumer,
+  type ConsumerRunConfig,
   type EachBatchPayload,
   type PartitionAssigner,
   type Producer,
@@ -46,6 +47,21 @@ export interface KafkajsLogOptions extends GroupTimings {
 /** Errors meaning this member's generation is over: a rebalance has started or has already moved on. */
 const GENERATION_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR_FOR_GROUP']);
 
+/**
+ * Shaped like kafkajs's protocol error UNKNOWN_MEMBER_ID, the one its join-and-sync retry answers by forgetting the
+ * member id and joining the group again.
+ */
+class MemberUnknownError extends Error {
+  readonly type = 'UNKNOWN_MEMBER_ID';
+  readonly code = 25;
+  readonly retriable = false;
+}
+
+/** Consecutive restarts of a crashed group member (without a successful join in between) before the consumer fails. */
+const MAX_MEMBER_RESTARTS = 5;
+/** First wait before restarting a crashed group member; doubles with each consecutive restart. */
+const MEMBER_RESTART_BACKOFF_MS = 250;
+
 export function isGenerationError(error: unknown): boolean {
   for (let e: unknown = error; e instanceof Error; e = (e as { cause?: unknown; originalError?: unknown }).originalError ?? e.cause) {
     if (GENERATION_ERRORS.has((e as { type?: string }).type ?? '')) return true;
@@ -67,6 +83,7 @@ export class KafkajsLog implements Log {
   private adminReady: Promise<Admin> | undefined;
   private readonly partitionCounts = new Map<string, number>();
   private readonly consumers = new Set<KafkajsConsumer>();
+  private closed = false;
 
   constructor(readonly options: KafkajsLogOptions) {
     const { connection } = options;
@@ -82,21 +99,35 @@ export class KafkajsLog implements Log {
 
   /** @internal */
   admin(): Promise<Admin> {
-    this.adminReady ??= (async () => {
+    this.assertOpen();
+    const ready = (this.adminReady ??= (async () => {
       const admin = this.kafka.admin();
       await admin.connect();
       return admin;
-    })();
-    return this.adminReady;
+    })());
+    // A failed connect is not cached, so the next call tries again.
+    ready.catch(() => {
+      if (this.adminReady === ready) this.adminReady = undefined;
+    });
+    return ready;
   }
 
   private producer(): Promise<Producer> {
-    this.producerReady ??= (async () => {
+    this.assertOpen();
+    const ready = (this.producerReady ??= (async () => {
       const producer = this.kafka.producer({ allowAutoTopicCreation: false, idempotent: false });
       await producer.connect();
       return producer;
-    })();
-    return this.producerReady;
+    })());
+    ready.catch(() => {
+      if (this.producerReady === ready) this.producerReady = undefined;
+    });
+    return ready;
+  }
+
+  /** A closed log must not connect again: a client created after close would retry against brokers nobody stops. */
+  private assertOpen(): void {
+    if (this.closed) throw new Error('the kafkajs log is closed');
   }
 
   async ensureTopic(topic: string, config: TopicConfig): Promise<void> {
@@ -164,18 +195,24 @@ export class KafkajsLog implements Log {
   }
 
   consumer(options: ConsumerOptions): LogConsumer {
+    this.assertOpen();
     const consumer = new KafkajsConsumer(this, options, () => this.consumers.delete(consumer));
     this.consumers.add(consumer);
     return consumer;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all([...this.consumers].map((c) => c.close()));
     const producer = this.producerReady;
     const admin = this.adminReady;
     this.producerReady = undefined;
     this.adminReady = undefined;
-    await Promise.all([producer?.then((p) => p.disconnect()), admin?.then((a) => a.disconnect())]);
+    // A client whose connect failed has nothing to disconnect.
+    await Promise.all([
+      producer?.then((p) => p.disconnect(), () => undefined),
+      admin?.then((a) => a.disconnect(), () => undefined),
+    ]);
   }
 }
 
@@ -184,11 +221,18 @@ export class KafkajsLog implements Log {
  * `next()` takes it, so the fetch loop holds at most one undelivered batch. Revoking is tied to the JoinGroup request
  * itself: the group coordinator's `joinGroup` is wrapped (through the cluster kafkajs hands to partition assigners) so
  * that this member rejoins only after `onRevoke` has resolved, and the group cannot move its partitions before that.
+ *
+ * kafkajs restarts its group member by itself only after retriable errors; any other error while joining or fetching
+ * stops the member for good. This consumer then revokes everything and runs the member again, up to
+ * `MAX_MEMBER_RESTARTS` times in a row, before `next()` reports the failure. (A SyncGroup refused with INVALID_REQUEST
+ * does not get that far: `revokeBeforeJoin` turns it into a fresh join.)
  */
 class KafkajsConsumer extends GroupConsumer {
   private readonly consumer: Consumer;
-  private readonly started: Promise<void>;
+  /** Starting, then each restart of the group member; `close` waits for it to settle before disconnecting. */
+  private lifecycle: Promise<void>;
   private closing = false;
+  private restartsInARow = 0;
   private readonly lastCommitted = new Map<string, number>();
 
   constructor(
@@ -206,6 +250,8 @@ class KafkajsConsumer extends GroupConsumer {
       maxWaitTimeInMs: Math.min(options.pollTimeoutMs ?? 100, 500),
       allowAutoTopicCreation: false,
       partitionAssigners: [this.revokeBeforeJoin],
+      // Once closing, kafkajs must not restart the member after a retriable crash: it would reconnect for ever.
+      retry: { restartOnFailure: async () => !this.closing },
     });
     const { GROUP_JOIN, REBALANCING, CRASH } = this.consumer.events;
     this.consumer.on(REBALANCING, () => void this.revokeAll().catch(() => undefined));
@@ -213,27 +259,55 @@ class KafkajsConsumer extends GroupConsumer {
       const partitions = Object.entries(payload.memberAssignment).flatMap(([topic, ps]) =>
         (ps ?? []).map((partition) => ({ topic, partition })),
       );
+      this.restartsInARow = 0;
       if (this.assigned.length > 0) void this.revokeAll().catch(() => undefined);
       void this.assignAll(partitions).catch(() => undefined);
     });
     this.consumer.on(CRASH, ({ payload }) => {
-      if (!payload.restart) this.failure ??= new Error(`kafkajs consumer ${options.group} stopped`, { cause: payload.error });
+      // The member is gone from the group (kafkajs has disconnected it): its partitions are no longer this consumer's.
+      void this.revokeAll().catch(() => undefined);
+      if (!payload.restart && !this.closing) this.restartMember(payload.error);
       this.wake();
     });
-    this.started = this.start().catch((error: unknown) => {
+    this.lifecycle = this.start().catch((error: unknown) => {
       this.failure ??= new Error(`kafkajs consumer ${options.group} could not start`, { cause: error });
       this.wake();
     });
   }
 
+  private readonly runConfig: ConsumerRunConfig = {
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    partitionsConsumedConcurrently: 1,
+    eachBatch: (payload) => this.handOff(payload),
+  };
+
   private async start(): Promise<void> {
     await this.consumer.connect();
     await this.consumer.subscribe({ topics: [...this.options.topics], fromBeginning: this.options.fromBeginning ?? true });
-    await this.consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      partitionsConsumedConcurrently: 1,
-      eachBatch: (payload) => this.handOff(payload),
+    await this.consumer.run(this.runConfig);
+  }
+
+  /** Runs the stopped kafkajs member again (it keeps its subscription), or fails the consumer after too many tries. */
+  private restartMember(cause: unknown): void {
+    if (this.restartsInARow >= MAX_MEMBER_RESTARTS) {
+      this.failure ??= new Error(`kafkajs consumer ${this.group} stopped after ${this.restartsInARow} restarts`, { cause });
+      return;
+    }
+    const backoffMs = MEMBER_RESTART_BACKOFF_MS * 2 ** this.restartsInARow;
+    this.restartsInARow++;
+    this.lifecycle = this.lifecycle.then(async () => {
+      const until = performance.now() + backoffMs;
+      while (!this.closing && performance.now() < until) await this.waitForWake(until - performance.now());
+      if (this.closing) return;
+      try {
+        await this.consumer.connect();
+        if (this.closing) return;
+        await this.consumer.run(this.runConfig);
+      } catch (error) {
+        this.failure ??= new Error(`kafkajs consumer ${this.group} could not restart`, { cause: error });
+        this.wake();
+      }
     });
   }
 
@@ -241,20 +315,37 @@ class KafkajsConsumer extends GroupConsumer {
     return this.waitForWake(timeoutMs);
   }
 
-  /** Kafka's round robin assignment, plus the hook that makes every (re)join wait for the revoke. */
+  /**
+   * Kafka's round robin assignment, plus the hooks that make every (re)join wait for the revoke and turn a SyncGroup
+   * refused with INVALID_REQUEST into a fresh join. librdkafka's mock answers INVALID_REQUEST when the group has
+   * emptied while this member was syncing (every member's session ran out, which happens on a loaded machine);
+   * kafkajs takes that error as fatal and stops the member, where joining again as a new member is the way on.
+   */
   private readonly revokeBeforeJoin: PartitionAssigner = (config) => {
     const { cluster } = config;
     const findCoordinator = cluster.findGroupCoordinator.bind(cluster);
     const wrapped = new WeakSet<Broker>();
     cluster.findGroupCoordinator = async (group) => {
       const coordinator = await findCoordinator(group);
-      const joinable = coordinator as Broker & { joinGroup?: (request: unknown) => Promise<unknown> };
-      const join = joinable.joinGroup?.bind(coordinator);
-      if (join && !wrapped.has(coordinator)) {
+      const member = coordinator as Broker & {
+        joinGroup?: (request: unknown) => Promise<unknown>;
+        syncGroup?: (request: unknown) => Promise<unknown>;
+      };
+      const join = member.joinGroup?.bind(coordinator);
+      const sync = member.syncGroup?.bind(coordinator);
+      if (join && sync && !wrapped.has(coordinator)) {
         wrapped.add(coordinator);
-        joinable.joinGroup = async (request) => {
+        member.joinGroup = async (request) => {
           await this.revokeAll().catch(() => undefined);
           return join(request);
+        };
+        member.syncGroup = async (request) => {
+          try {
+            return await sync(request);
+          } catch (error) {
+            if ((error as { type?: string }).type !== 'INVALID_REQUEST') throw error;
+            throw new MemberUnknownError(`group ${this.group} refused the sync of this member`, { cause: error });
+          }
         };
       }
       return coordinator;
@@ -336,7 +427,8 @@ class KafkajsConsumer extends GroupConsumer {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await this.started;
+    this.wake();
+    await this.lifecycle;
     await this.revokeAll().catch(() => undefined);
     this.closed = true;
     this.wake();
