@@ -35,8 +35,14 @@ describe('Kafka default partitioner', () => {
     for (let i = 0; i < 2000; i++) {
       const key = `user-${(i * 7919).toString(36)}-${i % 13}`;
       const partitions = 1 + (i % 31);
-      const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0 }));
-      expect(partitionForKey(key, partitions)).toBe(kafkajsPartition({ topic: 't', partitionMetadata, message: { key } }));
+      const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({
+        partitionId,
+        leader: 0,
+        partitionErrorCode: 0,
+        replicas: [0],
+        isr: [0],
+      }));
+      expect(partitionForKey(key, partitions)).toBe(kafkajsPartition({ topic: 't', partitionMetadata, message: { key, value: null } }));
     }
   });
 });
