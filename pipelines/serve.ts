@@ -194,6 +194,9 @@ export function requestsPipeline(log: Log, serving: ServingPipeline, deadLetters
  */
 export class ProactivePusher {
   private readonly due = new Map<string, NodeJS.Timeout>();
+  /** Users whose push is due, each once, served a few at a time so a burst of events never starves requests. */
+  private readonly ready = new Set<string>();
+  private active = 0;
   private closed = false;
   pushed = 0;
 
@@ -205,6 +208,7 @@ export class ProactivePusher {
     private readonly count = 10,
     private readonly onError: (error: unknown) => void = () => undefined,
     private readonly onPushed?: () => void,
+    private readonly maxConcurrent = 2,
   ) {}
 
   notify(userId: string): void {
@@ -215,9 +219,24 @@ export class ProactivePusher {
       userId,
       setTimeout(() => {
         this.due.delete(userId);
-        void this.push(userId).catch(this.onError);
+        this.ready.add(userId);
+        this.drain();
       }, this.debounceMs),
     );
+  }
+
+  private drain(): void {
+    while (!this.closed && this.active < this.maxConcurrent && this.ready.size > 0) {
+      const userId = this.ready.values().next().value as string;
+      this.ready.delete(userId);
+      this.active++;
+      void this.push(userId)
+        .catch(this.onError)
+        .finally(() => {
+          this.active--;
+          this.drain();
+        });
+    }
   }
 
   private async push(userId: string): Promise<void> {
@@ -232,6 +251,7 @@ export class ProactivePusher {
     this.closed = true;
     for (const timer of this.due.values()) clearTimeout(timer);
     this.due.clear();
+    this.ready.clear();
   }
 }
 
