@@ -35,7 +35,19 @@ export const commands: Readonly<Record<string, Command>> = {
     load: () => import('./models-command.js'),
   },
   eval: {
-    summary: 'prequential evaluation against baselines: eddy eval --dataset movielens --ratings F --movies F --k 10 [--json]',
-    load: () => import('./report/eval-command.js'),
+    summary: 'prequential evaluation of Eddy against baselines: eddy eval --dataset movielens --ratings F --movies F --k 10 [--json]',
+    load: () => import('./eval-eddy-command.js'),
+  },
+  replay: {
+    summary: 'a dataset as a time-ordered event stream through the real pipelines: eddy replay --dataset movielens ... [--speed N]',
+    load: () => import('./replay-command.js'),
+  },
+  train: {
+    summary: 'offline training on replayed samples into an ONNX ranker, scored on a later temporal split',
+    load: () => import('./train-command.js'),
+  },
+  simulate: {
+    summary: 'closed-loop simulation: online learning vs a frozen model vs random ranking, with drift',
+    load: () => import('./simulate-command.js'),
   },
 };
