@@ -6,6 +6,7 @@
  * Options: --events=2000000 --keys=100000 --batch=4096 --runs=3 --jitterMs=3000 --outOfOrderMs=2000 --latenessMs=500
  */
 import { from } from 'rxjs';
+import { mulberry32 } from '../models/random.js';
 import { batchOf, type Batch } from '../operators/batch.js';
 import { eventTime } from '../operators/event-time.js';
 import { tumblingWindow } from '../operators/aligned-windows.js';
@@ -257,17 +258,6 @@ function compare(a: Outcome, b: Outcome): string | undefined {
     if (b.counts.get(key) !== value) return `${key}: ${value} vs ${b.counts.get(key)}`;
   }
   return undefined;
-}
-
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function startClock(): { wall: number; cpu: NodeJS.CpuUsage } {
