@@ -180,6 +180,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       group: 'eddy-trainer',
       topics: { samples: topics.samples, models: topics.models, deadLetters: topics.deadLetters },
       model: ONLINE_MODEL_NAME,
+      learner: config.onlineLearner,
       ftrl: { bits: ONLINE_MODEL_BITS },
       publishEverySamples: config.publishEverySamples,
       publishIntervalMs: config.publishIntervalMs,

@@ -26,6 +26,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_SIMULATOR_RPS', default: '20', description: 'Simulated recommendation requests per second.' },
   { name: 'EDDY_EXPERIMENTS_FILE', description: 'JSON file of A/B experiments (see the README). No experiments when unset.' },
   { name: 'EDDY_MODEL_FILE', description: 'An ONNX ranker that declares its input contract, served instead of the online model.' },
+  { name: 'EDDY_ONLINE_LEARNER', default: 'ftrl', description: 'Trainer: the online learner, `ftrl` (FTRL-Proximal logistic regression) or `fm` (factorization machine).' },
   { name: 'EDDY_PUBLISH_INTERVAL_MS', default: '5000', description: 'Trainer: publish a new model version at least this often while learning.' },
   { name: 'EDDY_PUBLISH_EVERY_SAMPLES', default: '5000', description: 'Trainer: publish a new model version after this many samples.' },
   { name: 'EDDY_ATTRIBUTION_WINDOW_MS', default: '1800000', description: 'Samples: how long after an impression a click still counts for it.' },
@@ -67,6 +68,7 @@ export interface AppConfig {
   readonly simulatorRps: number;
   readonly experiments: readonly unknown[];
   readonly modelFile?: string;
+  readonly onlineLearner: 'ftrl' | 'fm';
   readonly publishIntervalMs: number;
   readonly publishEverySamples: number;
   readonly attributionWindowMs: number;
@@ -99,6 +101,11 @@ function share(env: NodeJS.ProcessEnv, name: string): number {
   const value = Number(raw);
   if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1, got "${raw}"`);
   return value;
+}
+
+function learnerKind(raw: string): 'ftrl' | 'fm' {
+  if (raw === 'ftrl' || raw === 'fm') return raw;
+  throw new Error(`EDDY_ONLINE_LEARNER must be ftrl or fm, got "${raw}"`);
 }
 
 function boolean(env: NodeJS.ProcessEnv, name: string): boolean {
@@ -138,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     simulatorRps: integer(env, 'EDDY_SIMULATOR_RPS', 1),
     experiments,
     ...(modelFile ? { modelFile } : {}),
+    onlineLearner: learnerKind(read(env, 'EDDY_ONLINE_LEARNER')!),
     publishIntervalMs: integer(env, 'EDDY_PUBLISH_INTERVAL_MS', 100),
     publishEverySamples: integer(env, 'EDDY_PUBLISH_EVERY_SAMPLES', 1),
     attributionWindowMs: integer(env, 'EDDY_ATTRIBUTION_WINDOW_MS', 1),

@@ -7,8 +7,13 @@ import { defineOperator, type Operator } from '../operators/operator.js';
 import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
 import { Guardrails, type GuardrailOptions, type RollbackDecision } from '../models/guardrails.js';
-import { decodeModelVersion, type ModelVersion, type Sample, type SparseFeatures } from '../models/learner.js';
-import { FtrlLearner, ftrlPredictor, type FtrlOptions } from '../models/learners/ftrl.js';
+import { decodeModelVersion, type Learner, type ModelVersion, type Predictor, type Sample, type SparseFeatures } from '../models/learner.js';
+
+/** A learner the trainer runs: any kind, over hashed sparse features sized by `bits`. */
+export type OnlineLearner = Learner<SparseFeatures> & { readonly bits: number };
+import { FtrlLearner, type FtrlOptions } from '../models/learners/ftrl.js';
+import { predictorFor } from '../models/learners/index.js';
+import { OnlineFmLearner, type OnlineFmOptions } from '../models/learners/online-fm.js';
 import { CallbackModelSink, LogModelSink, ModelPublisher, type ModelSink } from '../models/publisher.js';
 import { ModelRegistry } from '../models/registry.js';
 import { RowEncoder } from '../models/row-features.js';
@@ -89,7 +94,7 @@ export function encodeSamples(encoder: RowEncoder): Operator<LabelledSample, Sam
 }
 
 export interface TrainerPipelineOptions {
-  readonly learner: FtrlLearner;
+  readonly learner: OnlineLearner;
   readonly encoder: RowEncoder;
   readonly registry: ModelRegistry;
   readonly deadLetters: DeadLetterSink;
@@ -139,8 +144,12 @@ export interface RunTrainerOptions {
   readonly topics?: Partial<TrainerTopics>;
   /** Model name: the `models` topic key and the registry name. Default `ftrl`. */
   readonly model?: string;
+  /** The online learner: FTRL-Proximal logistic regression, or a factorization machine. Default `ftrl`. */
+  readonly learner?: 'ftrl' | 'fm';
   /** FTRL hyper-parameters (defaults as FtrlLearner: 20 bits, alpha 0.1, beta 1, l1 1, l2 1). */
   readonly ftrl?: FtrlOptions;
+  /** FM hyper-parameters (defaults as OnlineFmLearner); `bits` defaults to `ftrl.bits`, so one setting sizes both. */
+  readonly fm?: OnlineFmOptions;
   /** Must be the encoder serving's OnlineRanker uses. Default `new RowEncoder({ bits: ftrl.bits ?? 20 })`. */
   readonly encoder?: RowEncoder;
   /** Default `EDDY_PUBLISH_EVERY_SAMPLES`'s default, 5000. */
@@ -166,7 +175,7 @@ export interface RunTrainerOptions {
 
 export interface TrainerJob {
   readonly runner: PipelineRunner;
-  readonly learner: FtrlLearner;
+  readonly learner: OnlineLearner;
   readonly encoder: RowEncoder;
   readonly registry: ModelRegistry;
   readonly guardrails: Guardrails<SparseFeatures> | undefined;
@@ -184,7 +193,8 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
   const topics = { ...DEFAULT_TRAINER_TOPICS, ...options.topics };
   const model = options.model ?? TRAINER_DEFAULTS.model;
   const publishIntervalMs = options.publishIntervalMs ?? TRAINER_DEFAULTS.publishIntervalMs;
-  const learner = new FtrlLearner(options.ftrl);
+  const learner: OnlineLearner =
+    options.learner === 'fm' ? new OnlineFmLearner({ ...(options.ftrl?.bits ? { bits: options.ftrl.bits } : {}), ...options.fm }) : new FtrlLearner(options.ftrl);
   const encoder = options.encoder ?? new RowEncoder({ bits: learner.bits });
   const registry = options.registry ?? new ModelRegistry();
   const deadLetters = new DeadLetterBuffer();
@@ -216,7 +226,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const guardrails =
-    options.guardrails === false ? undefined : new Guardrails<SparseFeatures>(registry, model, ftrlPredictor, options.guardrails ?? {});
+    options.guardrails === false ? undefined : new Guardrails<SparseFeatures>(registry, model, (version) => predictorFor(version) as Predictor<SparseFeatures>, options.guardrails ?? {});
 
   const stats: TrainerStats = { received: 0, learned: 0, deadLettered: 0, published: 0, rollbacks: [], lastLogloss: NaN };
   const tally = defineOperator<LearnReport, LearnReport>({ name: 'trainer-stats', kind: 'tap' }, (source$) =>

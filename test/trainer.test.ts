@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
-import { decodeModelVersion, type ModelVersion } from '../models/learner.js';
-import { FtrlLearner, ftrlPredictor } from '../models/learners/ftrl.js';
+import { decodeModelVersion, type ModelVersion, type Predictor, type SparseFeatures } from '../models/learner.js';
+import { predictorFor } from '../models/learners/index.js';
+import { FtrlLearner } from '../models/learners/ftrl.js';
 import { rocAuc } from '../models/metrics.js';
 import { RowEncoder } from '../models/row-features.js';
 import { readTopic } from '../pipelines/samples.js';
@@ -53,7 +54,7 @@ async function appendSamples(log: EmbeddedLog, samples: readonly LabelledSample[
 }
 
 function aucOf(version: ModelVersion, holdout: readonly LabelledSample[]): number {
-  const predictor = ftrlPredictor(version);
+  const predictor = predictorFor(version) as Predictor<SparseFeatures>;
   const encoder = new RowEncoder({ bits: BITS });
   const scores = holdout.map((s) => predictor.predict(encoder.encode(s.names, s.values, s.itemId)));
   return rocAuc(scores, holdout.map((s) => s.label));
@@ -122,6 +123,18 @@ describe('trainer pipeline', () => {
     const judged = job.registry.list('ftrl').filter((e) => (e.metrics.samples ?? 0) > 0);
     expect(judged.length).toBeGreaterThan(0);
     expect(judged[0]!.metrics.auc).toBeGreaterThan(0.75);
+  });
+
+  it('runs an online factorization machine instead of FTRL when asked, with the same loop', async () => {
+    const log = await newLog();
+    const job = await start(log, { learner: 'fm', model: 'fm', maxBatchRecords: 500 });
+    await appendSamples(log, synthetic(4000, 1));
+    await until(() => job.stats.learned === 4000 && job.runner.stats.commits > 0);
+    await until(async () => (await versionsOn(log)).length >= 1);
+    const latest = (await versionsOn(log)).at(-1)!;
+    expect(latest.kind).toBe(job.learner.kind);
+    expect(latest.kind).not.toBe('ftrl');
+    expect(aucOf(latest, synthetic(2000, 77, 10_000))).toBeGreaterThan(0.8);
   });
 
   it('resumes from the newest version on the models topic after a restart', async () => {
