@@ -44,6 +44,11 @@ export interface ExportMeta {
   readonly createdAt?: number;
 }
 
+/** The fields every learner's export shares: identity and lineage from `meta`, then the learner's own kind and count. */
+export function versionHeader(meta: ExportMeta, kind: string, samplesSeen: number): Pick<ModelVersion, 'model' | 'version' | 'parent' | 'createdAt' | 'kind' | 'samplesSeen'> {
+  return { model: meta.model, version: meta.version, parent: meta.parent, createdAt: meta.createdAt ?? Date.now(), kind, samplesSeen };
+}
+
 export type TensorData = Float32Array | Float64Array | Uint32Array;
 
 /** One published model: what it is, where it came from, and its tensors. Serialisable with `encodeModelVersion`. */

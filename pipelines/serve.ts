@@ -159,9 +159,6 @@ function publishResponses(log: Log, topic: string, onPublished?: (count: number)
 /** `recommendation-requests` -> serving -> `recommendations`, keyed by user, each response carrying its request id. */
 export function requestsPipeline(log: Log, serving: ServingPipeline, deadLetters: DeadLetterSink, topics: ServeTopics, onPublished?: (count: number) => void) {
   const raw = new Map<RecommendationRequest, LogRecord>();
-  const remember = defineOperator<LogRecord, LogRecord>({ name: 'keep-raw', kind: 'provenance' }, (source$) =>
-    source$.pipe(map((batch) => batch)),
-  );
   const parse = defineOperator<LogRecord, RecommendationRequest>({ name: 'parse-request', kind: 'parse', sideOutputs: ['dead-letters'] }, (source$) =>
     source$.pipe(
       map((batch) => {
@@ -180,7 +177,6 @@ export function requestsPipeline(log: Log, serving: ServingPipeline, deadLetters
     ),
   );
   return Pipeline.from<LogRecord>('requests', { name: topics.requests, kind: 'topic' })
-    .pipe(remember)
     .pipe(parse)
     .pipe(answerRequests(serving, deadLetters, raw))
     .pipe(publishResponses(log, topics.recommendations, onPublished))

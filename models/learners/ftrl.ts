@@ -9,6 +9,7 @@ import {
   type Predictor,
   type Sample,
   type SparseFeatures,
+  versionHeader,
 } from '../learner.js';
 
 /**
@@ -179,12 +180,7 @@ export class FtrlLearner implements Learner {
       }
     }
     return {
-      model: meta.model,
-      version: meta.version,
-      parent: meta.parent,
-      createdAt: meta.createdAt ?? Date.now(),
-      kind: this.kind,
-      samplesSeen: this.samplesSeen,
+      ...versionHeader(meta, this.kind, this.samplesSeen),
       params: { bits: this.bits, alpha: this.alpha, beta: this.beta, l1: this.l1, l2: this.l2, bias: this.bias },
       tensors: { weightIndices, weightValues, stateIndices, z: stateZ, sqrtN: stateSqrtN },
     };

@@ -8,6 +8,7 @@ import {
   type ModelVersion,
   type Sample,
   type SparseFeatures,
+  versionHeader,
 } from '../learner.js';
 import { mulberry32, sampleNormal } from '../random.js';
 
@@ -196,12 +197,7 @@ export class OnlineFmLearner implements Learner {
       factorsAcc.set(this.vAcc.subarray(i * k, i * k + k), row * k);
     });
     return {
-      model: meta.model,
-      version: meta.version,
-      parent: meta.parent,
-      createdAt: meta.createdAt ?? Date.now(),
-      kind: this.kind,
-      samplesSeen: this.samplesSeen,
+      ...versionHeader(meta, this.kind, this.samplesSeen),
       params: {
         bits: this.bits,
         factors: k,

@@ -8,6 +8,7 @@ import {
   type ModelVersion,
   type Sample,
   type SparseFeatures,
+  versionHeader,
 } from '../learner.js';
 import { mulberry32, sampleNormal } from '../random.js';
 
@@ -245,12 +246,7 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
       rowsAcc.set(this.embeddingsAcc.subarray(i * k, i * k + k), n * k);
     });
     return {
-      model: meta.model,
-      version: meta.version,
-      parent: meta.parent,
-      createdAt: meta.createdAt ?? Date.now(),
-      kind: this.kind,
-      samplesSeen: this.samplesSeen,
+      ...versionHeader(meta, this.kind, this.samplesSeen),
       params: {
         inputSize: this.inputSize,
         bits: this.bits,
