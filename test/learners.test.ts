@@ -4,7 +4,7 @@ import { decodeModelVersion, encodeModelVersion, sampleProblem, type Sample } fr
 import { EpsilonGreedy, ThompsonSampling } from '../models/learners/bandits.js';
 import { predictorFor } from '../models/learners/index.js';
 import { OnlineFmLearner } from '../models/learners/online-fm.js';
-import { OnlineHeadLearner, type HeadFeatures } from '../models/learners/online-head.js';
+import { OnlineHeadLearner, OnlineHeadPredictor, type HeadFeatures } from '../models/learners/online-head.js';
 import { rocAuc } from '../models/metrics.js';
 import { mulberry32, sampleBeta } from '../models/random.js';
 
@@ -182,6 +182,37 @@ describe('online head over deep features', () => {
     expect(auc()).toBeGreaterThan(before + 0.1);
     const copy = predictorFor(decodeModelVersion(encodeModelVersion(head.export({ model: 'h', version: '1', parent: null })))) as OnlineHeadLearner;
     for (const s of test.slice(0, 50)) expect(copy.predict(s.features)).toBe(head.predict(s.features));
+  });
+});
+
+describe('online head serving form', () => {
+  it('predicts bit-identically to the learner, over learned and untouched rows, with or without views', () => {
+    const random = mulberry32(8);
+    const head = new OnlineHeadLearner({ inputSize: 4, bits: 14, embeddingDim: 3, learningRate: 0.1, initStd: 0.2, base: 'deep-1' });
+    const draw = (): Sample<HeadFeatures> => ({
+      features: { dense: Array.from({ length: 4 }, () => random()), sparse: { indices: Array.from({ length: 3 }, () => Math.floor(random() * 5000)), values: [1, random(), 0.5] } },
+      label: random() < 0.3 ? 1 : 0,
+    });
+    // Enough distinct rows that the predictor's index of learned rows has collisions to probe through.
+    for (let i = 0; i < 3000; i++) head.learn(draw());
+    const version = decodeModelVersion(encodeModelVersion(head.export({ model: 'h', version: '2', parent: '1' })));
+    expect(version.tensors.embeddingIndices!.length).toBeGreaterThan(500);
+    const predictor = predictorFor(version) as OnlineHeadPredictor;
+    expect(predictor).toBeInstanceOf(OnlineHeadPredictor);
+    expect(predictor.base).toBe('deep-1');
+    const batch = Array.from({ length: 200 }, draw);
+    const activations = Float32Array.from(batch.flatMap((s) => Array.from(s.features.dense)));
+    batch.forEach((s, i) => {
+      const dense = activations.subarray(i * 4, i * 4 + 4);
+      expect(predictor.predict({ dense, sparse: s.features.sparse })).toBe(head.predict({ dense, sparse: s.features.sparse }));
+      expect(predictor.logitAt(activations, i * 4, s.features.sparse)).toBe(predictor.logit({ dense, sparse: s.features.sparse }));
+    });
+    // A row learning never touched reads the seeded starting table, as the learner does.
+    expect(Array.from(version.tensors.embeddingIndices!)).not.toContain(9999);
+    expect(predictor.predict({ dense: [0, 0, 0, 0], sparse: { indices: [9999] } })).toBe(head.predict({ dense: [0, 0, 0, 0], sparse: { indices: [9999] } }));
+    expect(() => predictor.logitAt(activations, activations.length - 2)).toThrow(RangeError);
+    expect(() => new OnlineHeadPredictor({ ...version, kind: 'ftrl' })).toThrow(/as an online head/);
+    expect(() => new OnlineHeadLearner({ inputSize: 4, bits: 14, embeddingDim: 3, initStd: 0.2 }).restore(version)).toThrow(/learned on deep model "deep-1"/);
   });
 });
 

@@ -1,11 +1,11 @@
 import type { ModelVersion, Predictor, SparseFeatures } from '../learner.js';
 import { FTRL_KIND, FtrlLearner, ftrlPredictor } from './ftrl.js';
 import { ONLINE_FM_KIND, OnlineFmLearner } from './online-fm.js';
-import { ONLINE_HEAD_KIND, OnlineHeadLearner, type HeadFeatures } from './online-head.js';
+import { ONLINE_HEAD_KIND, OnlineHeadLearner, OnlineHeadPredictor, type HeadFeatures } from './online-head.js';
 
 /**
- * A predictor for an exported version of any learner kind here. FTRL gets its dense serving form; the others serve
- * from a learner restored from the version (their prediction already reads flat arrays).
+ * A predictor for an exported version of any learner kind here. FTRL and the online head get their serving forms;
+ * the FM serves from a learner restored from the version (its prediction already reads flat arrays).
  */
 export function predictorFor(version: ModelVersion): Predictor<SparseFeatures> | Predictor<HeadFeatures> {
   switch (version.kind) {
@@ -14,10 +14,10 @@ export function predictorFor(version: ModelVersion): Predictor<SparseFeatures> |
     case ONLINE_FM_KIND:
       return OnlineFmLearner.fromVersion(version);
     case ONLINE_HEAD_KIND:
-      return OnlineHeadLearner.fromVersion(version);
+      return new OnlineHeadPredictor(version);
     default:
       throw new Error(`no loader for model kind "${version.kind}" (model ${version.model}@${version.version})`);
   }
 }
 
-export { FtrlLearner, OnlineFmLearner, OnlineHeadLearner };
+export { FtrlLearner, OnlineFmLearner, OnlineHeadLearner, OnlineHeadPredictor };

@@ -1,6 +1,7 @@
 import { bucketMask } from '../hashing.js';
 import {
   numberParam,
+  sampleProblem,
   sigmoid,
   tensorOf,
   type ExportMeta,
@@ -15,13 +16,15 @@ import { mulberry32, sampleNormal } from '../random.js';
 /**
  * Online fine-tuning of a deep ranker's last layer plus hashed embeddings, by AdaGrad, one sample at a time.
  *
- * How it plugs in: export the MLP-kind ranker with its penultimate activations h (the input of its final Dense(1)
- * layer) as an extra output (`exportOnnx(ranker, { penultimateOutput: true })`); `Scorer.scoreWith` then returns
- * them with the logits, one row of `width` floats per candidate. Start the head from the ranker's own last layer,
- * `new OnlineHeadLearner({ inputSize: width, initialWeights: f.weights, initialBias: f.bias })` with
- * `f = ranker.finalLayer()`, so before any learning it reproduces the ranker's logit. Serving scores each candidate
- * with `head.predict({ dense: h, sparse })` (or a version exported from it, loaded with `predictorFor`); the samples
- * pipeline logs h and the hashed ids with each impression so the trainer can `learn` the same rows. It learns:
+ * How it plugs in: the trainer (`EDDY_ONLINE_LEARNER=head`) rebuilds the served MLP-kind ranker from its ONNX bytes
+ * (`importOnnx`), recomputes h (the input of its final Dense(1) layer, `ranker.penultimate(row)`) from the
+ * point-in-time feature values each sample carries, and starts the head from the ranker's own last layer,
+ * `new OnlineHeadLearner({ inputSize: width, initialWeights: f.weights, initialBias: f.bias, base })` with
+ * `f = ranker.finalLayer()`, so before any learning it reproduces the ranker's logit. Serving runs the same ranker
+ * exported with h as a second output (`exportOnnx(ranker, { penultimateOutput: true })`, which `Scorer.scoreWith`
+ * returns with the logits) and scores each candidate with the published version's `OnlineHeadPredictor` on h and
+ * the candidate's hashed row features (operators/rank.ts `HeadRanker`). `base` names the deep model, so a head is
+ * never restored onto, or served with, another one. It learns:
  *
  *   e = sum_j x_j E[j]               (a hashed embedding bag, k dimensions)
  *   logit = b + w . h + u . e
@@ -57,9 +60,43 @@ export interface OnlineHeadOptions {
   readonly initStd?: number;
   /** Seed of the initialisation. Default 1. */
   readonly seed?: number;
+  /**
+   * Names the frozen deep model whose penultimate activations the head reads (e.g. a digest of its ONNX bytes).
+   * Versions carry it, so a head is never restored onto, or served with, another deep model. Default '' (unnamed).
+   */
+  readonly base?: string;
 }
 
 export const ONLINE_HEAD_KIND = 'online-head';
+
+interface InitialState {
+  readonly readout: Float64Array;
+  readonly table: Float32Array;
+}
+
+const initialStates = new Map<string, InitialState>();
+
+/**
+ * The seeded starting readout and embedding table, computed once per shape and shared read-only: restoring a version
+ * (every swap at serving, every guardrail load) then copies or references it instead of drawing millions of normals.
+ */
+function initialState(seed: number, rows: number, k: number, initStd: number): InitialState {
+  const key = `${seed}/${rows}/${k}/${initStd}`;
+  let state = initialStates.get(key);
+  if (state === undefined) {
+    const random = mulberry32(seed);
+    // Both the table and the readout start small and random: were either zero, neither would ever get a gradient.
+    const readout = Float64Array.from({ length: k }, () => initStd * sampleNormal(random));
+    const table = new Float32Array(rows * k);
+    for (let i = 0; i < table.length; i++) table[i] = initStd * sampleNormal(random);
+    // A handful of shapes at most live in one process; a runaway variety must not grow without bound.
+    if (initialStates.size >= 8) initialStates.clear();
+    state = { readout, table };
+    initialStates.set(key, state);
+  }
+  return state;
+}
+
 const ADAGRAD_EPSILON = 1e-8;
 
 export interface HeadGradient {
@@ -79,6 +116,7 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
   readonly rows: number;
   readonly seed: number;
   readonly initStd: number;
+  readonly base: string;
   /** Parameters: b, w (inputSize), u (embeddingDim), E (rows x embeddingDim, row-major). */
   readonly bias = new Float64Array(1);
   readonly weights: Float64Array;
@@ -103,6 +141,7 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
     this.l2 = options.l2 ?? 1e-6;
     this.seed = options.seed ?? 1;
     this.initStd = options.initStd ?? 0.01;
+    this.base = options.base ?? '';
     this.mask = bucketMask(this.bits);
     this.rows = this.mask + 1;
     this.weights = new Float64Array(this.inputSize);
@@ -123,10 +162,9 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
   }
 
   private initialiseEmbeddings(): void {
-    const random = mulberry32(this.seed);
-    // Both the table and the readout start small and random: were either zero, neither would ever get a gradient.
-    for (let f = 0; f < this.embeddingDim; f++) this.readout[f] = this.initStd * sampleNormal(random);
-    for (let i = 0; i < this.embeddings.length; i++) this.embeddings[i] = this.initStd * sampleNormal(random);
+    const initial = initialState(this.seed, this.rows, this.embeddingDim, this.initStd);
+    this.readout.set(initial.readout);
+    this.embeddings.set(initial.table);
   }
 
   private checkDense(dense: ArrayLike<number>): void {
@@ -255,6 +293,7 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
         l2: this.l2,
         seed: this.seed,
         initStd: this.initStd,
+        base: this.base,
       },
       tensors: {
         bias: Float64Array.of(this.bias[0]!, this.biasAcc[0]!),
@@ -273,6 +312,9 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
     if (version.kind !== this.kind) throw new Error(`cannot restore a ${version.kind} model into an online-head learner`);
     for (const name of ['inputSize', 'bits', 'embeddingDim', 'seed', 'initStd'] as const) {
       if (numberParam(version, name) !== this[name]) throw new Error(`cannot restore online head ${version.version}: ${name} differ`);
+    }
+    if (headBaseOf(version) !== this.base) {
+      throw new Error(`cannot restore online head ${version.version}: it was learned on deep model "${headBaseOf(version)}", this head sits on "${this.base}"`);
     }
     const k = this.embeddingDim;
     const bias = tensorOf(version, 'bias', Float64Array, 2);
@@ -305,8 +347,133 @@ export class OnlineHeadLearner implements Learner<HeadFeatures> {
       l2: typeof p.l2 === 'number' ? p.l2 : undefined,
       seed: numberParam(version, 'seed'),
       initStd: numberParam(version, 'initStd'),
+      base: headBaseOf(version),
     });
     learner.restore(version);
     return learner;
+  }
+}
+
+/** The deep model an online-head version was learned on ('' when unnamed). */
+export function headBaseOf(version: ModelVersion): string {
+  const base = version.params.base;
+  return typeof base === 'string' ? base : '';
+}
+
+/** Why a head sample cannot be learned by a head of `inputSize` dense inputs, or undefined when it can. */
+export function headSampleProblem(sample: Sample<HeadFeatures>, inputSize: number): string | undefined {
+  if (sample.label !== 0 && sample.label !== 1) return `label must be 0 or 1, got ${String(sample.label)}`;
+  if (sample.weight !== undefined && !(Number.isFinite(sample.weight) && sample.weight >= 0)) {
+    return `weight must be a finite non-negative number, got ${sample.weight}`;
+  }
+  const dense = sample.features?.dense;
+  if (!dense || dense.length !== inputSize) return `features.dense must have ${inputSize} values, got ${dense?.length ?? 'none'}`;
+  for (let d = 0; d < dense.length; d++) if (!Number.isFinite(dense[d])) return `features.dense[${d}] must be finite, got ${dense[d]}`;
+  const sparse = sample.features.sparse;
+  if (sparse === undefined) return undefined;
+  return sampleProblem({ features: sparse, label: sample.label });
+}
+
+/**
+ * The serving form of an online-head version: the last layer, the readout and only the embedding rows learning
+ * touched, over the shared seeded starting table. Loading one copies no table, so a swap costs little more than
+ * decoding the version; it predicts exactly as the learner that exported it.
+ */
+export class OnlineHeadPredictor {
+  readonly inputSize: number;
+  readonly embeddingDim: number;
+  readonly base: string;
+  private readonly bias: number;
+  private readonly weights: Float64Array;
+  private readonly readout: Float64Array;
+  private readonly mask: number;
+  private readonly initialTable: Float32Array;
+  /** The learned rows, back to back, and an open-addressing index from table row to its place among them. */
+  private readonly learnedRows: Float32Array;
+  private readonly slotKeys: Int32Array;
+  private readonly slotRows: Int32Array;
+  private readonly slotShift: number;
+  private readonly bag: Float64Array;
+
+  constructor(readonly version: ModelVersion) {
+    if (version.kind !== ONLINE_HEAD_KIND) throw new Error(`cannot serve a ${version.kind} model as an online head`);
+    this.inputSize = numberParam(version, 'inputSize');
+    const bits = numberParam(version, 'bits');
+    const k = (this.embeddingDim = numberParam(version, 'embeddingDim'));
+    this.base = headBaseOf(version);
+    this.mask = bucketMask(bits);
+    this.initialTable = initialState(numberParam(version, 'seed'), this.mask + 1, k, numberParam(version, 'initStd')).table;
+    this.bias = tensorOf(version, 'bias', Float64Array, 2)[0]!;
+    this.weights = tensorOf(version, 'weights', Float64Array, this.inputSize);
+    this.readout = tensorOf(version, 'readout', Float64Array, k);
+    const indices = tensorOf(version, 'embeddingIndices', Uint32Array);
+    this.learnedRows = tensorOf(version, 'embeddingRows', Float32Array, indices.length * k);
+    // At most half full, so probes stay short.
+    const slotBits = Math.max(4, Math.ceil(Math.log2(indices.length * 2 + 1)));
+    this.slotShift = 32 - slotBits;
+    this.slotKeys = new Int32Array(1 << slotBits).fill(-1);
+    this.slotRows = new Int32Array(1 << slotBits);
+    indices.forEach((i, n) => {
+      if (i > this.mask) throw new Error(`online head ${version.version}: row ${i} is outside ${this.mask + 1} rows`);
+      let slot = Math.imul(i, 0x9e3779b1) >>> this.slotShift;
+      while (this.slotKeys[slot] !== -1) slot = (slot + 1) & (this.slotKeys.length - 1);
+      this.slotKeys[slot] = i;
+      this.slotRows[slot] = n * k;
+    });
+    this.bag = new Float64Array(k);
+  }
+
+  /** Where row `index`'s learned values start in `learnedRows`, or -1 when learning never touched it. */
+  private learnedAt(index: number): number {
+    const keys = this.slotKeys;
+    for (let slot = Math.imul(index, 0x9e3779b1) >>> this.slotShift; ; slot = (slot + 1) & (keys.length - 1)) {
+      const key = keys[slot]!;
+      if (key === index) return this.slotRows[slot]!;
+      if (key === -1) return -1;
+    }
+  }
+
+  /** `logit` plus readout . e for the embedding bag of `sparse`, added term by term as the learner adds them. */
+  private withEmbeddings(logit: number, sparse: SparseFeatures | undefined): number {
+    const k = this.embeddingDim;
+    const bag = this.bag;
+    bag.fill(0);
+    if (sparse) {
+      const { indices, values } = sparse;
+      for (let j = 0; j < indices.length; j++) {
+        const index = indices[j]! & this.mask;
+        const learned = this.learnedAt(index);
+        const table = learned >= 0 ? this.learnedRows : this.initialTable;
+        const row = learned >= 0 ? learned : index * k;
+        const x = values === undefined ? 1 : values[j]!;
+        for (let f = 0; f < k; f++) bag[f] = bag[f]! + x * table[row + f]!;
+      }
+    }
+    for (let f = 0; f < k; f++) logit += this.readout[f]! * bag[f]!;
+    return logit;
+  }
+
+  logit(features: HeadFeatures): number {
+    const { dense, sparse } = features;
+    if (dense.length !== this.inputSize) throw new RangeError(`online head expects ${this.inputSize} dense inputs, got ${dense.length}`);
+    // The same operations in the same order as OnlineHeadLearner.logit, so both give bit-identical results.
+    let logit = this.bias;
+    for (let d = 0; d < this.inputSize; d++) logit += this.weights[d]! * dense[d]!;
+    return this.withEmbeddings(logit, sparse);
+  }
+
+  /**
+   * The logit of the candidate whose activations start at `activations[offset]` (a [count, inputSize] row-major
+   * batch, as onnxruntime returns it): `logit` without a view per candidate.
+   */
+  logitAt(activations: Float32Array, offset: number, sparse?: SparseFeatures): number {
+    if (offset < 0 || offset + this.inputSize > activations.length) throw new RangeError(`no ${this.inputSize} activations at ${offset}`);
+    let logit = this.bias;
+    for (let d = 0; d < this.inputSize; d++) logit += this.weights[d]! * activations[offset + d]!;
+    return this.withEmbeddings(logit, sparse);
+  }
+
+  predict(features: HeadFeatures): number {
+    return sigmoid(this.logit(features));
   }
 }
