@@ -15,7 +15,8 @@ import type { Log, LogRecord } from '../connectors/log.js';
 import { MemoryFeatureStore } from '../connectors/memory-store.js';
 import { RedisFeatureStore } from '../connectors/redis-store.js';
 import { Experiments, type ExperimentConfig } from '../models/ab/experiments.js';
-import { decodeModelVersion, type Predictor, type SparseFeatures } from '../models/learner.js';
+import { decodeModelVersion, type ModelVersion, type Predictor, type SparseFeatures } from '../models/learner.js';
+import { ONLINE_HEAD_KIND } from '../models/learners/online-head.js';
 import { predictorFor } from '../models/learners/index.js';
 import { RowEncoder } from '../models/row-features.js';
 import { DeadLetterBuffer } from '../operators/dead-letters.js';
@@ -23,7 +24,7 @@ import { TopicFeatureLog } from '../operators/features/feature-log.js';
 import { registerFeatureStoreMetrics } from '../operators/features/metrics.js';
 import type { Pipeline } from '../operators/pipeline.js';
 import type { PipelineRunner } from '../operators/runtime.js';
-import { coldStartPredictor, OnlineRanker, OnnxRanker, servingLayout, type Ranker } from '../operators/rank.js';
+import { coldStartPredictor, HeadRanker, OnlineRanker, OnnxRanker, servingLayout, type Ranker } from '../operators/rank.js';
 import { Scorer } from '../models/scorer.js';
 import type { AppConfig } from './config.js';
 import { runFeatures } from './features.js';
@@ -181,6 +182,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       topics: { samples: topics.samples, models: topics.models, deadLetters: topics.deadLetters },
       model: ONLINE_MODEL_NAME,
       learner: config.onlineLearner,
+      ...(config.onlineLearner === 'head' && config.modelFile ? { deepModel: await readFile(config.modelFile) } : {}),
       ftrl: { bits: ONLINE_MODEL_BITS },
       publishEverySamples: config.publishEverySamples,
       publishIntervalMs: config.publishIntervalMs,
@@ -210,13 +212,20 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     const onlineRanker = new OnlineRanker('ftrl', encoder, coldStartPredictor(encoder), 'cold-start');
     const featureLog = new TopicFeatureLog(log, { maxBuffered: 64 });
     const rankers: Record<string, Ranker> & { default: Ranker } = { default: onlineRanker, online: onlineRanker };
+    let headRanker: HeadRanker | undefined;
     if (config.modelFile) {
       const bytes = await readFile(config.modelFile).catch((error: unknown) => {
         throw new Error(`EDDY_MODEL_FILE: cannot read ${config.modelFile}`, { cause: error });
       });
-      const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile) });
-      stoppers.push(() => scorer.close());
-      rankers.default = rankers.onnx = new OnnxRanker(scorer);
+      if (config.onlineLearner === 'head') {
+        const head = (headRanker = await HeadRanker.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile), encoder }));
+        stoppers.push(() => head.close());
+        rankers.default = rankers.onnx = head;
+      } else {
+        const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile) });
+        stoppers.push(() => scorer.close());
+        rankers.default = rankers.onnx = new OnnxRanker(scorer);
+      }
     }
     serving = new ServingPipeline({
       store,
@@ -251,8 +260,11 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     runners.set('requests', partOf(runWithDeadLetters(log, requests, requestLetters, { group: 'eddy-serve-requests', topics: [topics.requests], deadLetterTopic: topics.deadLetters, fromBeginning: false }), requestLetters));
     pipelines.push(requests);
 
-    runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version) => {
-      onlineRanker.swap(predictor, version);
+    runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version, decoded) => {
+      if (decoded.kind === ONLINE_HEAD_KIND) {
+        if (!headRanker) throw new Error('an online-head version needs EDDY_ONLINE_LEARNER=head and EDDY_MODEL_FILE at serving');
+        headRanker.swapVersion(decoded);
+      } else onlineRanker.swap(predictor, version);
       metrics.setServingVersion(ONLINE_MODEL_NAME, version);
     }, onError));
     metrics.setServingVersion(ONLINE_MODEL_NAME, onlineRanker.version);
@@ -355,7 +367,7 @@ function followModels(
   log: Log,
   topic: string,
   instance: string,
-  swap: (predictor: Predictor<SparseFeatures>, version: string) => void,
+  swap: (predictor: Predictor<SparseFeatures>, version: string, decoded: ModelVersion) => void,
   onError: (error: unknown) => void,
 ): RunningPart {
   const consumer = log.consumer({ group: `eddy-serve-models-${instance}`, topics: [topic], fromBeginning: true, pollTimeoutMs: 200 });
@@ -371,7 +383,7 @@ function followModels(
       if (!latest) continue;
       try {
         const version = decodeModelVersion(latest.value);
-        swap(predictorFor(version) as Predictor<SparseFeatures>, version.version);
+        swap(predictorFor(version) as Predictor<SparseFeatures>, version.version, version);
       } catch (error) {
         onError(new Error(`model version at ${topic}/${latest.partition}@${latest.offset} could not be loaded`, { cause: error }));
       }

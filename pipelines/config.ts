@@ -26,7 +26,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_SIMULATOR_RPS', default: '20', description: 'Simulated recommendation requests per second.' },
   { name: 'EDDY_EXPERIMENTS_FILE', description: 'JSON file of A/B experiments (see the README). No experiments when unset.' },
   { name: 'EDDY_MODEL_FILE', description: 'An ONNX ranker that declares its input contract, served instead of the online model.' },
-  { name: 'EDDY_ONLINE_LEARNER', default: 'ftrl', description: 'Trainer: the online learner, `ftrl` (FTRL-Proximal logistic regression) or `fm` (factorization machine).' },
+  { name: 'EDDY_ONLINE_LEARNER', default: 'ftrl', description: 'Trainer: the online learner, `ftrl` (FTRL-Proximal logistic regression), `fm` (factorization machine) or `head` (online fine-tuning of the last layer of the EDDY_MODEL_FILE ranker plus hashed embeddings, served on top of that model; needs EDDY_MODEL_FILE).' },
   { name: 'EDDY_PUBLISH_INTERVAL_MS', default: '5000', description: 'Trainer: publish a new model version at least this often while learning.' },
   { name: 'EDDY_PUBLISH_EVERY_SAMPLES', default: '5000', description: 'Trainer: publish a new model version after this many samples.' },
   { name: 'EDDY_ATTRIBUTION_WINDOW_MS', default: '1800000', description: 'Samples: how long after an impression a click still counts for it.' },
@@ -68,7 +68,7 @@ export interface AppConfig {
   readonly simulatorRps: number;
   readonly experiments: readonly unknown[];
   readonly modelFile?: string;
-  readonly onlineLearner: 'ftrl' | 'fm';
+  readonly onlineLearner: 'ftrl' | 'fm' | 'head';
   readonly publishIntervalMs: number;
   readonly publishEverySamples: number;
   readonly attributionWindowMs: number;
@@ -103,9 +103,10 @@ function share(env: NodeJS.ProcessEnv, name: string): number {
   return value;
 }
 
-function learnerKind(raw: string): 'ftrl' | 'fm' {
-  if (raw === 'ftrl' || raw === 'fm') return raw;
-  throw new Error(`EDDY_ONLINE_LEARNER must be ftrl or fm, got "${raw}"`);
+function learnerKind(raw: string, modelFile: string | undefined): 'ftrl' | 'fm' | 'head' {
+  if (raw === 'head' && !modelFile) throw new Error('EDDY_ONLINE_LEARNER=head fine-tunes the EDDY_MODEL_FILE ranker; set EDDY_MODEL_FILE');
+  if (raw === 'ftrl' || raw === 'fm' || raw === 'head') return raw;
+  throw new Error(`EDDY_ONLINE_LEARNER must be ftrl, fm or head, got "${raw}"`);
 }
 
 function boolean(env: NodeJS.ProcessEnv, name: string): boolean {
@@ -145,7 +146,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     simulatorRps: integer(env, 'EDDY_SIMULATOR_RPS', 1),
     experiments,
     ...(modelFile ? { modelFile } : {}),
-    onlineLearner: learnerKind(read(env, 'EDDY_ONLINE_LEARNER')!),
+    onlineLearner: learnerKind(read(env, 'EDDY_ONLINE_LEARNER')!, modelFile),
     publishIntervalMs: integer(env, 'EDDY_PUBLISH_INTERVAL_MS', 100),
     publishEverySamples: integer(env, 'EDDY_PUBLISH_EVERY_SAMPLES', 1),
     attributionWindowMs: integer(env, 'EDDY_ATTRIBUTION_WINDOW_MS', 1),

@@ -8,21 +8,29 @@ import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
 import { Guardrails, type GuardrailOptions, type RollbackDecision } from '../models/guardrails.js';
 import { decodeModelVersion, type Learner, type ModelVersion, type Predictor, type Sample, type SparseFeatures } from '../models/learner.js';
-
-/** A learner the trainer runs: any kind, over hashed sparse features sized by `bits`. */
-export type OnlineLearner = Learner<SparseFeatures> & { readonly bits: number };
 import { FtrlLearner, type FtrlOptions } from '../models/learners/ftrl.js';
 import { predictorFor } from '../models/learners/index.js';
 import { OnlineFmLearner, type OnlineFmOptions } from '../models/learners/online-fm.js';
+import { headBaseOf, headSampleProblem, OnlineHeadLearner, type HeadFeatures, type OnlineHeadOptions } from '../models/learners/online-head.js';
+import { importOnnx, onnxDigest } from '../models/rankers/import.js';
+import type { Ranker as DeepRanker } from '../models/rankers/ranker.js';
+import { ITEM_FIELD, itemIndex } from '../operators/rank.js';
 import { CallbackModelSink, LogModelSink, ModelPublisher, type ModelSink } from '../models/publisher.js';
 import { ModelRegistry } from '../models/registry.js';
 import { RowEncoder } from '../models/row-features.js';
 import { parseLabelledSample, type LabelledSample } from '../schema/samples.js';
 import { readTopic } from './samples.js';
 
+/** What the trainer's learners read: hashed sparse rows (FTRL, FM) or penultimate activations plus hashed ids (head). */
+export type TrainerFeatures = SparseFeatures | HeadFeatures;
+
+/** A learner the trainer runs: any kind, with hashed features sized by `bits`. */
+export type TrainerLearner = Learner<TrainerFeatures> & { readonly bits: number };
+
 /**
- * The `trainer` role: labelled samples become FTRL model versions. Each sample is encoded exactly as serving's
- * OnlineRanker encodes a feature row (RowEncoder over names, values and item id), scored by the serving version and
+ * The `trainer` role: labelled samples become versions of an online model (FTRL, FM, or a head on the deep ranker).
+ * Each sample is encoded exactly as serving encodes a feature row (RowEncoder over names, values and item id; for the
+ * head, also the deep model's penultimate activations, see `encodeHeadSamples`), scored by the serving version and
  * its parent before it is learned (progressive validation, rolling logloss and AUC per version), then learned. A
  * version is published every `publishEverySamples` samples or `publishIntervalMs`, to the `models` topic and to an
  * optional in-process callback; one that degrades is rolled back and the learner restored to its parent.
@@ -93,27 +101,85 @@ export function encodeSamples(encoder: RowEncoder): Operator<LabelledSample, Sam
   );
 }
 
-export interface TrainerPipelineOptions {
-  readonly learner: OnlineLearner;
+/**
+ * Labelled samples to online-head samples: the frozen deep model's penultimate activations h, recomputed by the
+ * TypeScript forward pass of the very ranker serving runs (rebuilt from its ONNX bytes) on the point-in-time feature
+ * values the sample carries, plus the same hashed row features the other learners read. A sample that lacks a
+ * feature the deep model takes is dead-lettered: scoring it with a made-up value would teach the head a wrong row.
+ */
+export function encodeHeadSamples(deep: DeepRanker, encoder: RowEncoder, deadLetters: DeadLetterSink, sourceTopic = DEFAULT_TRAINER_TOPICS.samples): Operator<LabelledSample, Sample<HeadFeatures>> {
+  if (deep.categoricalFields.length !== 1 || deep.categoricalFields[0]!.name !== ITEM_FIELD) {
+    throw new Error(`the online head needs a deep model served on feature rows, with the one categorical field "${ITEM_FIELD}"; this one has ${deep.categoricalFields.map((f) => f.name).join(', ')}`);
+  }
+  const vocabulary = deep.categoricalFields[0]!.vocabularySize;
+  const nDense = deep.nDense;
+  const columns = new Map<string, Int32Array | string>();
+  /** Per distinct names list: the sample's column of each dense feature, or the first feature it lacks. */
+  const columnsOf = (names: readonly string[]): Int32Array | string => {
+    const key = names.join('\u0000');
+    let found = columns.get(key);
+    if (found === undefined) {
+      const position = new Map(names.map((name, j) => [name, j]));
+      const missing = deep.denseFeatures.find((name) => !position.has(name));
+      found = missing !== undefined ? missing : Int32Array.from(deep.denseFeatures, (name) => position.get(name)!);
+      if (columns.size >= 1024) columns.clear();
+      columns.set(key, found);
+    }
+    return found;
+  };
+  const dense = new Float64Array(nDense);
+  const categorical = new Int32Array(1);
+  const row = { dense, categorical };
+  return defineOperator<LabelledSample, Sample<HeadFeatures>>(
+    { name: 'deep-penultimate', kind: 'map', params: { model: deep.kind, inputs: nDense, width: deep.layout.layers.at(-1)?.inputs ?? 0 }, sideOutputs: ['dead-letters'] },
+    (source$) =>
+      source$.pipe(
+        map((batch) => {
+          const out: Sample<HeadFeatures>[] = [];
+          for (const s of batch.items) {
+            const at = columnsOf(s.names);
+            if (typeof at === 'string') {
+              deadLetters.push({ reason: `sample lacks feature "${at}" the deep model takes`, raw: JSON.stringify(s), source: { topic: sourceTopic, partition: -1, offset: -1 } });
+              continue;
+            }
+            // Serving rounds rows to float32 before the ONNX run; the same rounding keeps h equal up to float error.
+            for (let j = 0; j < nDense; j++) dense[j] = Math.fround(s.values[at[j]!]!);
+            categorical[0] = itemIndex(s.itemId, vocabulary);
+            out.push({ features: { dense: deep.penultimate(row), sparse: encoder.encode(s.names, s.values, s.itemId) }, label: s.label });
+          }
+          return withItems(batch, out);
+        }),
+      ),
+  );
+}
+
+export interface TrainerPipelineOptions<F = SparseFeatures> {
+  readonly learner: Learner<F>;
   readonly encoder: RowEncoder;
   readonly registry: ModelRegistry;
   readonly deadLetters: DeadLetterSink;
-  readonly guardrails?: Guardrails<SparseFeatures>;
-  readonly publisher?: ModelPublisher<SparseFeatures>;
+  /** Labelled samples to the learner's samples. Default `encodeSamples(encoder)`, the hashed rows FTRL and FM read. */
+  readonly encode?: Operator<LabelledSample, Sample<F>>;
+  /** Why a sample cannot be learned. Default the learnOperator's check of hashed sparse samples. */
+  readonly validate?: (sample: Sample<F>) => string | undefined;
+  readonly guardrails?: Guardrails<F>;
+  readonly publisher?: ModelPublisher<F>;
   readonly topics?: Partial<TrainerTopics>;
 }
 
-export function trainerPipeline(options: TrainerPipelineOptions): Pipeline<LogRecord, LearnReport> {
+export function trainerPipeline<F = SparseFeatures>(options: TrainerPipelineOptions<F>): Pipeline<LogRecord, LearnReport> {
   const topics = { ...DEFAULT_TRAINER_TOPICS, ...options.topics };
+  const encode = options.encode ?? (encodeSamples(options.encoder) as unknown as Operator<LabelledSample, Sample<F>>);
   return Pipeline.from<LogRecord>('trainer', { name: topics.samples, kind: 'topic' })
     .pipe(parseRecords(parseLabelledSample, options.deadLetters, 'parse-samples'))
-    .pipe(encodeSamples(options.encoder))
+    .pipe(encode)
     .pipe(
-      learnOperator<SparseFeatures>({
+      learnOperator<F>({
         learner: options.learner,
         registry: options.registry,
         deadLetters: options.deadLetters,
         sourceTopic: topics.samples,
+        ...(options.validate ? { validate: options.validate } : {}),
         ...(options.guardrails ? { guardrails: options.guardrails } : {}),
         ...(options.publisher ? { publisher: options.publisher } : {}),
       }),
@@ -144,12 +210,22 @@ export interface RunTrainerOptions {
   readonly topics?: Partial<TrainerTopics>;
   /** Model name: the `models` topic key and the registry name. Default `ftrl`. */
   readonly model?: string;
-  /** The online learner: FTRL-Proximal logistic regression, or a factorization machine. Default `ftrl`. */
-  readonly learner?: 'ftrl' | 'fm';
+  /**
+   * The online learner: FTRL-Proximal logistic regression, a factorization machine, or `head`, fine-tuning of the
+   * deep model's last layer plus hashed embeddings on its penultimate activations (needs `deepModel`). Default `ftrl`.
+   */
+  readonly learner?: TrainerLearnerKind;
   /** FTRL hyper-parameters (defaults as FtrlLearner: 20 bits, alpha 0.1, beta 1, l1 1, l2 1). */
   readonly ftrl?: FtrlOptions;
   /** FM hyper-parameters (defaults as OnlineFmLearner); `bits` defaults to `ftrl.bits`, so one setting sizes both. */
   readonly fm?: OnlineFmOptions;
+  /**
+   * With `learner: 'head'`: the served deep ranker's ONNX bytes (an Eddy-exported MLP kind whose one categorical field
+   * is the item, as serving's EDDY_MODEL_FILE). Its last layer starts the head and its forward pass gives h.
+   */
+  readonly deepModel?: Uint8Array;
+  /** Head hyper-parameters (defaults as OnlineHeadLearner); `bits` defaults to `ftrl.bits`. */
+  readonly head?: Omit<OnlineHeadOptions, 'inputSize' | 'initialWeights' | 'initialBias' | 'base'>;
   /** Must be the encoder serving's OnlineRanker uses. Default `new RowEncoder({ bits: ftrl.bits ?? 20 })`. */
   readonly encoder?: RowEncoder;
   /** Default `EDDY_PUBLISH_EVERY_SAMPLES`'s default, 5000. */
@@ -173,13 +249,15 @@ export interface RunTrainerOptions {
   readonly clock?: () => number;
 }
 
+export type TrainerLearnerKind = 'ftrl' | 'fm' | 'head';
+
 export interface TrainerJob {
   readonly runner: PipelineRunner;
-  readonly learner: OnlineLearner;
+  readonly learner: TrainerLearner;
   readonly encoder: RowEncoder;
   readonly registry: ModelRegistry;
-  readonly guardrails: Guardrails<SparseFeatures> | undefined;
-  readonly publisher: ModelPublisher<SparseFeatures>;
+  readonly guardrails: Guardrails<TrainerFeatures> | undefined;
+  readonly publisher: ModelPublisher<TrainerFeatures>;
   readonly deadLetters: DeadLetterBuffer;
   readonly stats: TrainerStats;
   readonly pipeline: Pipeline<LogRecord, LearnReport>;
@@ -193,15 +271,23 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
   const topics = { ...DEFAULT_TRAINER_TOPICS, ...options.topics };
   const model = options.model ?? TRAINER_DEFAULTS.model;
   const publishIntervalMs = options.publishIntervalMs ?? TRAINER_DEFAULTS.publishIntervalMs;
-  const learner: OnlineLearner =
-    options.learner === 'fm' ? new OnlineFmLearner({ ...(options.ftrl?.bits ? { bits: options.ftrl.bits } : {}), ...options.fm }) : new FtrlLearner(options.ftrl);
+  const bits = options.ftrl?.bits ? { bits: options.ftrl.bits } : {};
+  const deep = options.learner === 'head' ? deepModelOf(options.deepModel) : undefined;
+  const learner: TrainerLearner = deep
+    ? new OnlineHeadLearner({ ...bits, ...options.head, inputSize: deep.width, initialWeights: deep.last.weights, initialBias: deep.last.bias, base: deep.base })
+    : options.learner === 'fm'
+      ? new OnlineFmLearner({ ...bits, ...options.fm })
+      : new FtrlLearner(options.ftrl);
   const encoder = options.encoder ?? new RowEncoder({ bits: learner.bits });
   const registry = options.registry ?? new ModelRegistry();
   const deadLetters = new DeadLetterBuffer();
 
   let resumedFrom: string | undefined;
   if (options.resume ?? true) {
-    const latest = await latestPublishedVersion(options.log, model, topics.models);
+    const found = await latestPublishedVersion(options.log, model, topics.models);
+    // A version of another learner kind, or a head learned on another deep model, means nothing to this learner
+    // (the deployment switched learner or model): start over rather than refuse to start.
+    const latest = found && found.kind === learner.kind && (!deep || headBaseOf(found) === deep.base) ? found : undefined;
     if (latest) {
       try {
         learner.restore(latest);
@@ -216,7 +302,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
 
   const sinks: ModelSink[] = [new LogModelSink(options.log, topics.models)];
   if (options.onVersion) sinks.push(new CallbackModelSink(options.onVersion));
-  const publisher = new ModelPublisher<SparseFeatures>({
+  const publisher = new ModelPublisher<TrainerFeatures>({
     model,
     learner,
     registry,
@@ -226,7 +312,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const guardrails =
-    options.guardrails === false ? undefined : new Guardrails<SparseFeatures>(registry, model, (version) => predictorFor(version) as Predictor<SparseFeatures>, options.guardrails ?? {});
+    options.guardrails === false ? undefined : new Guardrails<TrainerFeatures>(registry, model, (version) => predictorFor(version) as Predictor<TrainerFeatures>, options.guardrails ?? {});
 
   const stats: TrainerStats = { received: 0, learned: 0, deadLettered: 0, published: 0, rollbacks: [], lastLogloss: NaN };
   const tally = defineOperator<LearnReport, LearnReport>({ name: 'trainer-stats', kind: 'tap' }, (source$) =>
@@ -251,7 +337,21 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
       }),
     ),
   );
-  const core = trainerPipeline({ learner, encoder, registry, deadLetters, topics, publisher, ...(guardrails ? { guardrails } : {}) });
+  const core = trainerPipeline<TrainerFeatures>({
+    learner,
+    encoder,
+    registry,
+    deadLetters,
+    topics,
+    publisher,
+    ...(guardrails ? { guardrails } : {}),
+    ...(deep
+      ? {
+          encode: encodeHeadSamples(deep.ranker, encoder, deadLetters, topics.samples) as Operator<LabelledSample, Sample<TrainerFeatures>>,
+          validate: (sample: Sample<TrainerFeatures>) => headSampleProblem(sample as Sample<HeadFeatures>, deep.width),
+        }
+      : {}),
+  });
   const pipeline = Pipeline.from<LogRecord>('trainer', { name: topics.samples, kind: 'topic' })
     .pipe(countReceived)
     .pipe(defineOperator<LogRecord, LearnReport>({ name: 'trainer', kind: 'subgraph' }, (source$) => core.apply(source$)))
@@ -300,4 +400,25 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
       }
     },
   };
+}
+
+interface DeepModel {
+  readonly ranker: DeepRanker;
+  /** The digest of the ONNX bytes that names the deep model in head versions. */
+  readonly base: string;
+  readonly width: number;
+  readonly last: { readonly weights: Float64Array; readonly bias: number };
+}
+
+function deepModelOf(bytes: Uint8Array | undefined): DeepModel {
+  if (!bytes) throw new Error('the online head learner needs the deep model it fine-tunes (deepModel; EDDY_MODEL_FILE)');
+  let ranker: DeepRanker;
+  try {
+    ranker = importOnnx(bytes);
+  } catch (cause) {
+    throw new Error('the online head learner cannot rebuild the deep model from its ONNX bytes', { cause });
+  }
+  if (!ranker.architecture.mlp) throw new Error(`the online head fine-tunes an MLP's last layer; a ${ranker.kind} has none`);
+  const last = ranker.finalLayer();
+  return { ranker, base: onnxDigest(bytes), width: last.weights.length, last };
 }
