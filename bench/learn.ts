@@ -22,6 +22,12 @@
  * decodes the version itself, which is why decoding belongs off the scoring thread. Buffer reuse matters too:
  * transferring a fresh 4 MiB buffer per version made the scoring thread's collector pause scoring (`gcP99Us` is the
  * collector's p99 pause during the swaps).
+ *
+ * The online head (EDDY_ONLINE_LEARNER=head), on the serving DeepFM (the 40 default features plus the item, dimension
+ * 8, MLP 256-128): `headSamplesPerSec` is the trainer's per-sample work, the TypeScript forward pass to the
+ * penultimate activations plus hashing the row plus one AdaGrad step; `headSwapP99Us` is what a head swap costs the
+ * serving thread (decoding a published version and building its predictor); `headScoreUsPer100` is the head's share
+ * of scoring 100 candidates once onnxruntime has returned their activations.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +36,11 @@ import { Worker } from 'node:worker_threads';
 import { FeatureHasher } from '../models/hashing.js';
 import { decodeModelVersion, encodeModelVersion, type Sample } from '../models/learner.js';
 import { FtrlLearner, FtrlPredictor, ftrlDenseWeights, ftrlPredictor } from '../models/learners/ftrl.js';
-import { mulberry32 } from '../models/random.js';
+import { OnlineHeadLearner, OnlineHeadPredictor } from '../models/learners/online-head.js';
+import { mulberry32, sampleNormal } from '../models/random.js';
+import { Ranker } from '../models/rankers/ranker.js';
+import { RowEncoder } from '../models/row-features.js';
+import { DEFAULT_FEATURE_NAMES } from '../operators/features/config.js';
 
 interface Options {
   args: Record<string, string>;
@@ -61,6 +71,64 @@ function namedSamples(count: number, featuresPerSample: number, seed: number) {
     const label: 0 | 1 = random() < 1 / (1 + Math.exp(-(signal - 1))) ? 1 : 0;
     return { fields, label };
   });
+}
+
+function measureHead(log: (line: string) => void): { headSamplesPerSec: number; headSwapP99Us: number; headScoreUsPer100: number } {
+  const items = 10_000;
+  const deep = new Ranker({ kind: 'deepfm', denseFeatures: DEFAULT_FEATURE_NAMES, categoricalFields: [{ name: 'item', vocabularySize: items }], embeddingDim: 8, hidden: [256, 128] });
+  const last = deep.finalLayer();
+  const bits = 18;
+  const head = new OnlineHeadLearner({ inputSize: last.weights.length, initialWeights: last.weights, initialBias: last.bias, bits, base: 'bench' });
+  const encoder = new RowEncoder({ bits });
+  const random = mulberry32(11);
+  const names = DEFAULT_FEATURE_NAMES;
+  const samples = Array.from({ length: 3000 }, () => ({
+    values: Array.from(names, () => Math.fround(Math.abs(sampleNormal(random)))),
+    item: Math.floor(random() * items),
+    label: (random() < 0.1 ? 1 : 0) as 0 | 1,
+  }));
+  const dense = new Float64Array(names.length);
+  const categorical = new Int32Array(1);
+  const learnAll = () => {
+    for (const s of samples) {
+      dense.set(s.values);
+      categorical[0] = s.item;
+      head.learn({ features: { dense: deep.penultimate({ dense, categorical }), sparse: encoder.encode(names, s.values, `item-${s.item}`) }, label: s.label });
+    }
+  };
+  learnAll();
+  let best = 0;
+  for (let round = 0; round < 3; round++) {
+    const start = performance.now();
+    learnAll();
+    best = Math.max(best, samples.length / ((performance.now() - start) / 1000));
+  }
+  const encoded = encodeModelVersion(head.export({ model: 'bench', version: 'h1', parent: null }));
+  const swapUs: number[] = [];
+  let predictor = new OnlineHeadPredictor(decodeModelVersion(encoded));
+  for (let i = 0; i < 50; i++) {
+    const start = performance.now();
+    predictor = new OnlineHeadPredictor(decodeModelVersion(encoded));
+    swapUs.push((performance.now() - start) * 1000);
+  }
+  const h = new Float32Array(100 * last.weights.length);
+  for (let i = 0; i < h.length; i++) h[i] = Math.abs(sampleNormal(random));
+  const width = last.weights.length;
+  const scoreUs: number[] = [];
+  let checksum = 0;
+  for (let r = 0; r < 300; r++) {
+    const start = performance.now();
+    for (let i = 0; i < 100; i++) {
+      const s = samples[(r * 100 + i) % samples.length]!;
+      checksum += predictor.logitAt(h, i * width, encoder.encode(names, s.values, `item-${s.item}`));
+    }
+    scoreUs.push((performance.now() - start) * 1000);
+  }
+  if (!Number.isFinite(checksum)) throw new Error('head scores are not finite');
+  const result = { headSamplesPerSec: Math.round(best), headSwapP99Us: round(percentile(swapUs, 0.99)), headScoreUsPer100: round(percentile(scoreUs, 0.5)) };
+  log(`online head on a DeepFM 40+item, 256-128: ${result.headSamplesPerSec.toLocaleString()} samples/s learned (forward pass + hashing + step); ` +
+      `swap p99 ${result.headSwapP99Us} us (${(encoded.length / 1024).toFixed(0)} KiB version); head scoring of 100 candidates p50 ${result.headScoreUsPer100} us`);
+  return result;
 }
 
 async function measureSwaps(
@@ -226,6 +294,8 @@ export async function run({ args, log }: Options): Promise<Record<string, unknow
   if (!(inlinePredictor.predict(candidates[0]!) > 0)) throw new Error('inline predictor gave no score');
   log(`inline decode + swap: p99 ${round(percentile(inlineGaps, 0.99))} us`);
 
+  const headFigures = measureHead(log);
+
   return {
     suite: 'learn',
     ftrlSamplesPerSec: Math.round(best),
@@ -243,5 +313,6 @@ export async function run({ args, log }: Options): Promise<Record<string, unknow
     candidatesPerRequest: candidateCount,
     modelNonZeroWeights: version.tensors.weightIndices!.length,
     modelEncodedBytes: encoded.length,
+    ...headFigures,
   };
 }
