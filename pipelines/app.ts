@@ -34,8 +34,6 @@ import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { ServingPipeline } from './serving.js';
 
-const WITHOUT_JOIN_SNAPSHOTS = { load: async () => undefined, save: async () => undefined };
-
 export const ROLES = ['all', 'features', 'samples', 'trainer', 'serve'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -166,7 +164,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       attributionWindowMs: config.attributionWindowMs,
       // Kafka deployments keep the join state on a topic so a restarted worker resumes its open impressions. The
       // embedded log itself does not outlive the process, so snapshotting the join state there would only cost time.
-      state: log instanceof EmbeddedLog ? WITHOUT_JOIN_SNAPSHOTS : new TopicSamplesStateStore(log, 'eddy-samples'),
+      state: log instanceof EmbeddedLog ? null : new TopicSamplesStateStore(log, 'eddy-samples'),
       onError,
     } as Parameters<typeof runSamples>[0]);
     runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));

@@ -646,8 +646,11 @@ export interface RunSamplesOptions extends Omit<SamplesPipelineOptions, 'sink' |
   readonly log: Log;
   /** Consumer group. Default `samples`. */
   readonly group?: string;
-  /** Where the join state is checkpointed. Default in memory (a crash loses at most one window of held impressions). */
-  readonly state?: SamplesStateStore;
+  /**
+   * Where the join state is checkpointed. Default in memory (a crash loses at most one window of held impressions);
+   * `null` keeps no checkpoint at all, for a log that does not outlive the process either, so no snapshot is taken.
+   */
+  readonly state?: SamplesStateStore | null;
   /** Least time between checkpoints (each snapshots the whole join state). Default 1000 ms. */
   readonly commitIntervalMs?: number;
   readonly maxBatchRecords?: number;
@@ -672,7 +675,7 @@ export interface SamplesJob {
 export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob> {
   const topics = { ...DEFAULT_SAMPLES_TOPICS, ...options.topics };
   const deadLetters = new DeadLetterBuffer();
-  const state = options.state ?? new MemorySamplesStateStore();
+  const state = options.state === undefined ? new MemorySamplesStateStore() : options.state;
   const samples = new TopicSampleSink(options.log, topics.samples);
   // Dead letters go out with the samples of the same batch: batches that ticks produce reach no checkpoint.
   const sink: SampleSink = {
@@ -682,7 +685,7 @@ export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob
     },
   };
   const parts = samplesPipeline({ ...options, topics, sink, deadLetters });
-  const saved = await state.load();
+  const saved = await state?.load();
   if (saved) parts.restore(saved);
   const positions = new Map<string, SourcePosition>((saved?.positions ?? []).map((p) => [`${p.topic}/${p.partition}`, p]));
 
@@ -702,7 +705,8 @@ export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob
     checkpoint: async (committable) => {
       for (const p of committable) positions.set(`${p.topic}/${p.partition}`, p);
       await deadLetters.flush(options.log, topics.deadLetters);
-      await state.save(parts.snapshot([...positions.values()]));
+      // The snapshot copies every held impression, so it is taken only when something keeps it.
+      if (state) await state.save(parts.snapshot([...positions.values()]));
     },
   });
   runner.start();
