@@ -5,6 +5,7 @@ import { withItems, Ticket, type Batch, type SourcePosition } from '../operators
 import { DeadLetterBuffer, deadLetterOf, type DeadLetter, type DeadLetterSink } from '../operators/dead-letters.js';
 import { eventTime, type EventTimeSnapshot } from '../operators/event-time.js';
 import { intervalJoin, type IntervalJoinSnapshot, type JoinedGroup, type JoinSideRecord } from '../operators/interval-join.js';
+import { decodeServedFeatures } from '../operators/features/feature-log.js';
 import { defineOperator, type Operator } from '../operators/operator.js';
 import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
@@ -167,9 +168,8 @@ const servedFeaturesSchema = z.strictObject({
   userId: id,
   ts: z.number().int().nonnegative().max(8.64e15),
   names: z.array(z.string().min(1).max(LIMITS.stringLength)).max(MAX_SAMPLE_FEATURES),
-  items: z
-    .array(z.strictObject({ itemId: id, values: z.array(z.number().finite()).max(MAX_SAMPLE_FEATURES) }))
-    .max(LIMITS.candidates),
+  items: z.array(id).max(LIMITS.candidates),
+  values: z.string().max(Math.ceil((LIMITS.candidates * MAX_SAMPLE_FEATURES * 4) / 3) + 4),
 });
 
 /** Where labelled samples go. */
@@ -338,9 +338,7 @@ function parseSampleInputs(
         const issue = parsed.error.issues[0]!;
         throw new Error(`${issue.path.map(String).join('.') || 'entry'}: ${issue.message}`);
       }
-      const entry = parsed.data;
-      const bad = entry.items.find((i) => i.values.length !== entry.names.length);
-      if (bad) throw new Error(`items: ${bad.itemId} has ${bad.values.length} values for ${entry.names.length} names`);
+      const entry = decodeServedFeatures(parsed.data);
       stats.servedRequests++;
       for (const item of entry.items) {
         out.push({ kind: 'served', userId: entry.userId, itemId: item.itemId, requestId: entry.requestId, ts: entry.ts, names: entry.names, values: item.values, source });
