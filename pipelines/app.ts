@@ -212,7 +212,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       const bytes = await readFile(config.modelFile).catch((error: unknown) => {
         throw new Error(`EDDY_MODEL_FILE: cannot read ${config.modelFile}`, { cause: error });
       });
-      const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile) });
+      const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile), thread: config.scorerThread });
       stoppers.push(() => scorer.close());
       rankers.default = rankers.onnx = new OnnxRanker(scorer);
     }
