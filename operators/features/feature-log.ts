@@ -15,13 +15,20 @@ export interface ServedFeatures {
   readonly items: readonly { readonly itemId: string; readonly values: readonly number[] }[];
 }
 
+/** A plain array of a row's values; `Array.from` would walk the typed array through its iterator. */
+function numbersOf(row: Float32Array): number[] {
+  const out = new Array<number>(row.length);
+  for (let i = 0; i < row.length; i++) out[i] = row[i]!;
+  return out;
+}
+
 export function servedFeatures(requestId: string, userId: string, ts: number, candidates: readonly string[], rows: FeatureRows): ServedFeatures {
   return {
     requestId,
     userId,
     ts,
     names: rows.names,
-    items: candidates.slice(0, rows.count).map((itemId, i) => ({ itemId, values: Array.from(rows.row(i)) })),
+    items: candidates.slice(0, rows.count).map((itemId, i) => ({ itemId, values: numbersOf(rows.row(i)) })),
   };
 }
 
@@ -71,7 +78,7 @@ export function decodeServedFeatures(record: ServedFeaturesRecord): ServedFeatur
     userId: record.userId,
     ts: record.ts,
     names: record.names,
-    items: record.items.map((itemId, i) => ({ itemId, values: Array.from(values.subarray(i * width, (i + 1) * width)) })),
+    items: record.items.map((itemId, i) => ({ itemId, values: numbersOf(values.subarray(i * width, (i + 1) * width)) })),
   };
 }
 

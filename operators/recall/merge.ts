@@ -109,7 +109,14 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   };
   return selected.map((itemId, i) => {
     const sources = hits[i]!;
-    if (sources.length > 1) sources.sort((a, b) => relative(b) - relative(a));
+    // Insertion sort: an item has a hit from a handful of sources at most, and Array.prototype.sort allocates.
+    for (let j = 1; j < sources.length; j++) {
+      const hit = sources[j]!;
+      const value = relative(hit);
+      let k = j;
+      for (; k > 0 && relative(sources[k - 1]!) < value; k--) sources[k] = sources[k - 1]!;
+      sources[k] = hit;
+    }
     return { itemId, score: normalised[i]!, source: sources[0]!.source, sources };
   });
 }
