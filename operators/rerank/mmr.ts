@@ -8,7 +8,8 @@ import { withMove, type RerankItem, type RerankRequest, type RerankStep } from '
  * where relevance is the score min-max scaled to [0, 1] over the candidates and similarity blends attribute overlap
  * (Jaccard over `field=value` pairs) and embedding cosine (negative cosines count as 0). lambda = 1 keeps the
  * ranking; lower values trade relevance for diversity. The first `count` items are picked this way from the top
- * `pool(count)` candidates; the rest keep their order behind them.
+ * `pool(count)` candidates; the rest keep their order behind them. Moves are recorded for items that enter or leave
+ * the picked places.
  */
 
 export interface MmrOptions {
@@ -121,7 +122,9 @@ export function mmr(options: MmrOptions): RerankStep {
       for (let i = 0; i < items.length; i++) if (i >= n || !picked[i]) order.push(i);
       return order.map((from, to) => {
         const item = items[from]!;
-        if (from === to) return item;
+        // Items below the picks keep their order and only shift down: recording each shift would copy every one of
+        // them on every request for nothing an explanation needs.
+        if (from === to || (from >= picks && to >= picks)) return item;
         const reason = to < picks && maxSimilarity[from]! > 0 ? `similarity ${maxSimilarity[from]!.toFixed(2)} to items above` : undefined;
         return withMove(item, 'mmr', from, to, reason);
       });
