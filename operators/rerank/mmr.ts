@@ -1,5 +1,5 @@
 import type { ItemEmbeddings } from '../../models/embeddings.js';
-import { valuesOf, type ItemCatalogue } from '../recall/catalogue.js';
+import { valuesOf, type ItemCatalogue, type ItemInfo } from '../recall/catalogue.js';
 import { withMove, type RerankItem, type RerankRequest, type RerankStep } from './types.js';
 
 /**
@@ -36,16 +36,24 @@ export function mmr(options: MmrOptions): RerankStep {
   const totalWeight = attributeWeight + embeddingWeight;
   const pool = options.pool ?? ((count: number) => Math.max(30, 2 * count));
 
-  function attributeKeys(itemId: string): string[] {
-    const fields = options.catalogue?.get(itemId)?.fields;
-    const keys: string[] = [];
-    if (fields) {
+  // An item's keys are built once per metadata record: the catalogue replaces the record when the item changes, which
+  // drops its entry here.
+  const keysOfRecord = new WeakMap<ItemInfo, readonly string[]>();
+  const noKeys: readonly string[] = [];
+  function attributeKeys(itemId: string): readonly string[] {
+    const info = options.catalogue?.get(itemId);
+    if (!info) return noKeys;
+    let keys = keysOfRecord.get(info);
+    if (!keys) {
+      const built: string[] = [];
       for (const field of attributes) {
-        for (const value of valuesOf(fields[field])) {
+        for (const value of valuesOf(info.fields[field])) {
           const key = `${field}=${value}`;
-          if (!keys.includes(key)) keys.push(key);
+          if (!built.includes(key)) built.push(key);
         }
       }
+      keys = built;
+      keysOfRecord.set(info, keys);
     }
     return keys;
   }
