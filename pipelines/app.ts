@@ -34,6 +34,9 @@ import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { ServingPipeline } from './serving.js';
 
+const SAMPLES_FETCH_MIN_RECORDS = 1000;
+const SAMPLES_FETCH_MAX_WAIT_MS = 50;
+
 export const ROLES = ['all', 'features', 'samples', 'trainer', 'serve'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -165,6 +168,10 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       // Kafka deployments keep the join state on a topic so a restarted worker resumes its open impressions. The
       // embedded log itself does not outlive the process, so snapshotting the join state there would only cost time.
       state: log instanceof EmbeddedLog ? null : new TopicSamplesStateStore(log, 'eddy-samples'),
+      // Every served request appends its impressions and features; taking them in batches of many requests keeps
+      // the per-batch work of the join off the serving path's event loop.
+      fetchMinRecords: SAMPLES_FETCH_MIN_RECORDS,
+      fetchMaxWaitMs: SAMPLES_FETCH_MAX_WAIT_MS,
       onError,
     } as Parameters<typeof runSamples>[0]);
     runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
