@@ -36,6 +36,12 @@ import { ServingPipeline } from './serving.js';
 
 const SAMPLES_FETCH_MIN_RECORDS = 1000;
 const SAMPLES_FETCH_MAX_WAIT_MS = 50;
+/**
+ * The features and serving-state jobs feed what the next request sees, so they batch for a few milliseconds at most:
+ * under load that gathers the impressions of several requests into one batch, and it adds at most this to the time a
+ * click takes to show.
+ */
+const FRESH_STATE_FETCH = { fetchMinRecords: 256, fetchMaxWaitMs: 4 } as const;
 
 export const ROLES = ['all', 'features', 'samples', 'trainer', 'serve'] as const;
 export type Role = (typeof ROLES)[number];
@@ -155,7 +161,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   }
 
   if (runs('features') && store) {
-    const { runner, deadLetters } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0 });
+    const { runner, deadLetters } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0, ...FRESH_STATE_FETCH });
     runners.set('features', partOf(runner, deadLetters));
   }
 
@@ -248,7 +254,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     const instance = `${hostname()}-${process.pid}-${Date.now()}`;
     const stateLetters = new DeadLetterBuffer();
     const statePipeline = servingStatePipeline(stack, experiments, stateLetters, topics, (userId) => pusher.notify(userId));
-    runners.set('serving-state', partOf(runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters }), stateLetters));
+    runners.set('serving-state', partOf(runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters, ...FRESH_STATE_FETCH }), stateLetters));
     pipelines.push(statePipeline);
 
     const requestLetters = new DeadLetterBuffer();
