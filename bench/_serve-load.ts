@@ -42,6 +42,8 @@ export interface LoadResult {
   readonly non2xx: number;
   readonly errors: number;
   readonly timeouts: number;
+  /** CPU time the load generator itself spent per request, in µs. */
+  readonly generatorCpuUsPerRequest?: number;
 }
 
 interface AutocannonResult {
@@ -189,5 +191,9 @@ function bodiesFor(options: LoadOptions): string[] {
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LoadOptions;
 const bodies = bodiesFor(options);
+const cpuBefore = process.cpuUsage();
 const result = options.mode === 'paced' ? await paced(options) : await max(options);
-process.stdout.write(`${JSON.stringify(result)}\n`);
+const cpu = process.cpuUsage(cpuBefore);
+// The generator shares the machine's cores with the server: its own CPU time per request shows what it took.
+const generatorCpuUsPerRequest = Math.round((cpu.user + cpu.system) / Math.max(1, result.requests));
+process.stdout.write(`${JSON.stringify({ ...result, generatorCpuUsPerRequest })}\n`);

@@ -242,6 +242,8 @@ class EmbeddedConsumer implements LogConsumer {
   private cursor = 0;
   private closed = false;
   private ready: Promise<void>;
+  /** True once a scan found nothing to read: the next records may wait to be batched (see `fetchMinRecords`). */
+  private caughtUp = true;
 
   constructor(
     private readonly log: EmbeddedLog,
@@ -254,10 +256,24 @@ class EmbeddedConsumer implements LogConsumer {
 
   async next(): Promise<RecordBatch | null | undefined> {
     const maxRecords = this.options.maxBatchRecords ?? 4096;
+    const minRecords = this.options.fetchMinRecords ?? 1;
+    const maxWaitMs = this.options.fetchMaxWaitMs ?? 0;
     const deadline = performance.now() + (this.options.pollTimeoutMs ?? 100);
+    let lingerUntil: number | undefined;
     for (;;) {
       await this.log.group(this.group).rebalancing;
       if (this.closed) return undefined;
+      if (this.caughtUp && minRecords > 1 && maxWaitMs > 0) {
+        const ready = this.readyRecords(minRecords);
+        if (ready > 0 && ready < minRecords) {
+          lingerUntil ??= performance.now() + maxWaitMs;
+          const wait = lingerUntil - performance.now();
+          if (wait > 0) {
+            await this.log.waitForAppend(wait);
+            continue;
+          }
+        }
+      }
       for (let tried = 0; tried < this.assigned.length; tried++) {
         const tp = this.assigned[this.cursor++ % this.assigned.length]!;
         const id = partitionId(tp);
@@ -268,12 +284,26 @@ class EmbeddedConsumer implements LogConsumer {
         const records = partition.read(position, maxRecords);
         if (records.length === 0) continue;
         this.positions.set(id, records[records.length - 1]!.offset + 1);
+        this.caughtUp = false;
         return { topic: tp.topic, partition: tp.partition, records, highWatermark: partition.nextOffset };
       }
+      this.caughtUp = true;
       const remaining = deadline - performance.now();
       if (remaining <= 0) return null;
       await this.log.waitForAppend(remaining);
     }
+  }
+
+  /** Records ready to read from unpaused assigned partitions, counted up to `enough`. */
+  private readyRecords(enough: number): number {
+    let ready = 0;
+    for (const tp of this.assigned) {
+      const id = partitionId(tp);
+      if (this.paused.has(id)) continue;
+      ready += Math.max(0, this.log.partition(tp).nextOffset - this.positions.get(id)!);
+      if (ready >= enough) break;
+    }
+    return ready;
   }
 
   async commit(positions: readonly (TopicPartition & { offset: number })[]): Promise<void> {

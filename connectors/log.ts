@@ -53,6 +53,15 @@ export interface ConsumerOptions {
   readonly maxBatchRecords?: number;
   /** How long `next()` waits for data before it resolves with an empty poll (`null`). Default 100 ms. */
   readonly pollTimeoutMs?: number;
+  /**
+   * Batching for consumers that favour throughput over latency, as Kafka's `fetch.min.bytes` and
+   * `fetch.wait.max.ms` do, counted in records: once the consumer has read everything, it waits for this many records
+   * to be ready, or for `fetchMaxWaitMs` after the first of them, before it returns a batch again. Default 1: return
+   * as soon as anything is ready. Honoured by the embedded log; Kafka clients batch by their own fetch settings.
+   */
+  readonly fetchMinRecords?: number;
+  /** See `fetchMinRecords`. Default 0. */
+  readonly fetchMaxWaitMs?: number;
   /** Called, and awaited, before partitions are taken away: finish in-flight work, flush state, commit. */
   readonly onRevoke?: (partitions: readonly TopicPartition[]) => Promise<void> | void;
   /** Called, and awaited, after partitions are given: restore state and `seek` to the offsets stored with it. */

@@ -7,6 +7,7 @@ import type { RowEncoder } from '../models/row-features.js';
 import { hashString } from '../models/hashing.js';
 import { readContract, type FeatureLayout } from '../models/onnx/contract.js';
 import { Scorer, type ScorerSessionOptions } from '../models/scorer.js';
+import type { ScoringThread } from '../models/session-thread.js';
 import type { FeatureRows } from './features/rows.js';
 
 /** The Ranker seam: feature rows of a request's candidates in, one click probability per candidate out. */
@@ -127,6 +128,8 @@ export interface HeadRankerOptions {
   /** Label of the deep model version. Default "1". */
   readonly version?: string;
   readonly session?: ScorerSessionOptions;
+  /** Where the session runs (see `ScorerOptions.thread`). Default `main`. */
+  readonly thread?: ScoringThread;
 }
 
 /**
@@ -156,7 +159,7 @@ export class HeadRanker implements Ranker {
     const deep = importOnnx(modelBytes);
     if (!deep.architecture.mlp) throw new Error(`an online head sits on an MLP's last layer; a ${deep.kind} has none`);
     const served = readContract(modelBytes).output.penultimate === undefined ? exportOnnx(deep, { penultimateOutput: true }) : modelBytes;
-    const scorer = await Scorer.create(served, { layout: options.layout, version: options.version ?? '1', ...(options.session ? { session: options.session } : {}) });
+    const scorer = await Scorer.create(served, { layout: options.layout, version: options.version ?? '1', ...(options.session ? { session: options.session } : {}), ...(options.thread ? { thread: options.thread } : {}) });
     return new HeadRanker(scorer, options.encoder, onnxDigest(modelBytes), deep.finalLayer().weights.length);
   }
 

@@ -11,6 +11,9 @@ export interface RunOptions {
   /** Default 2: one batch is processed while the next is fetched. */
   readonly maxInFlight?: number;
   readonly maxBatchRecords?: number;
+  /** Passed to the consumer: see `ConsumerOptions.fetchMinRecords`. */
+  readonly fetchMinRecords?: number;
+  readonly fetchMaxWaitMs?: number;
   readonly fromBeginning?: boolean;
   /** Least time between two commits; 0 commits after every batch. Default 0. */
   readonly commitIntervalMs?: number;
@@ -75,6 +78,8 @@ export class PipelineRunner {
       topics: options.topics,
       ...(options.fromBeginning !== undefined ? { fromBeginning: options.fromBeginning } : {}),
       ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
+      ...(options.fetchMinRecords !== undefined ? { fetchMinRecords: options.fetchMinRecords } : {}),
+      ...(options.fetchMaxWaitMs !== undefined ? { fetchMaxWaitMs: options.fetchMaxWaitMs } : {}),
       onAssign: (partitions) => options.onAssign?.(partitions, this.consumer),
       onRevoke: async (partitions) => {
         if (!this.failure) await this.drain();

@@ -35,7 +35,14 @@ import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { ServingPipeline } from './serving.js';
 
-const WITHOUT_JOIN_SNAPSHOTS = { load: async () => undefined, save: async () => undefined };
+const SAMPLES_FETCH_MIN_RECORDS = 1000;
+const SAMPLES_FETCH_MAX_WAIT_MS = 50;
+/**
+ * The features and serving-state jobs feed what the next request sees, so they batch for a few milliseconds at most:
+ * under load that gathers the impressions of several requests into one batch, and it adds at most this to the time a
+ * click takes to show.
+ */
+const FRESH_STATE_FETCH = { fetchMinRecords: 256, fetchMaxWaitMs: 4 } as const;
 
 export const ROLES = ['all', 'features', 'samples', 'trainer', 'serve'] as const;
 export type Role = (typeof ROLES)[number];
@@ -155,7 +162,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   }
 
   if (runs('features') && store) {
-    const { runner, deadLetters } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0 });
+    const { runner, deadLetters } = await runFeatures({ log, store, group: 'eddy-features', registry, commitIntervalMs: config.redis ? 200 : 0, ...FRESH_STATE_FETCH });
     runners.set('features', partOf(runner, deadLetters));
   }
 
@@ -167,7 +174,11 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       attributionWindowMs: config.attributionWindowMs,
       // Kafka deployments keep the join state on a topic so a restarted worker resumes its open impressions. The
       // embedded log itself does not outlive the process, so snapshotting the join state there would only cost time.
-      state: log instanceof EmbeddedLog ? WITHOUT_JOIN_SNAPSHOTS : new TopicSamplesStateStore(log, 'eddy-samples'),
+      state: log instanceof EmbeddedLog ? null : new TopicSamplesStateStore(log, 'eddy-samples'),
+      // Every served request appends its impressions and features; taking them in batches of many requests keeps
+      // the per-batch work of the join off the serving path's event loop.
+      fetchMinRecords: SAMPLES_FETCH_MIN_RECORDS,
+      fetchMaxWaitMs: SAMPLES_FETCH_MAX_WAIT_MS,
       onError,
     } as Parameters<typeof runSamples>[0]);
     runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
@@ -218,11 +229,11 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
         throw new Error(`EDDY_MODEL_FILE: cannot read ${config.modelFile}`, { cause: error });
       });
       if (config.onlineLearner === 'head') {
-        const head = (headRanker = await HeadRanker.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile), encoder }));
+        const head = (headRanker = await HeadRanker.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile), encoder, thread: config.scorerThread }));
         stoppers.push(() => head.close());
         rankers.default = rankers.onnx = head;
       } else {
-        const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile) });
+        const scorer = await Scorer.create(bytes, { layout: servingLayout(store.names), version: basename(config.modelFile), thread: config.scorerThread });
         stoppers.push(() => scorer.close());
         rankers.default = rankers.onnx = new OnnxRanker(scorer);
       }
@@ -252,7 +263,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     const instance = `${hostname()}-${process.pid}-${Date.now()}`;
     const stateLetters = new DeadLetterBuffer();
     const statePipeline = servingStatePipeline(stack, experiments, stateLetters, topics, (userId) => pusher.notify(userId));
-    runners.set('serving-state', partOf(runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters }), stateLetters));
+    runners.set('serving-state', partOf(runWithDeadLetters(log, statePipeline, stateLetters, { group: `eddy-serve-state-${instance}`, topics: [topics.events, topics.items], deadLetterTopic: topics.deadLetters, ...FRESH_STATE_FETCH }), stateLetters));
     pipelines.push(statePipeline);
 
     const requestLetters = new DeadLetterBuffer();

@@ -2,6 +2,7 @@
  * Every setting Eddy reads from the environment, in one table: its name, default and meaning. The README's
  * configuration reference and the deploy manifests' tests are checked against this table, so it stays the truth.
  */
+import type { ScoringThread } from '../models/session-thread.js';
 import { readFileSync } from 'node:fs';
 import { kafkaConfigFromEnv, type KafkaConfig } from '../connectors/kafka/config.js';
 import { redisOptionsFromEnv } from '../connectors/redis-store.js';
@@ -26,6 +27,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_SIMULATOR_RPS', default: '20', description: 'Simulated recommendation requests per second.' },
   { name: 'EDDY_EXPERIMENTS_FILE', description: 'JSON file of A/B experiments (see the README). No experiments when unset.' },
   { name: 'EDDY_MODEL_FILE', description: 'An ONNX ranker that declares its input contract, served instead of the online model.' },
+  { name: 'EDDY_SCORER_THREAD', default: 'worker', description: 'Where an ONNX ranker runs: `worker` (a thread of its own, so scoring overlaps with recall and event processing, and loading a version never stalls requests) or `main` (the event loop).' },
   { name: 'EDDY_ONLINE_LEARNER', default: 'ftrl', description: 'Trainer: the online learner, `ftrl` (FTRL-Proximal logistic regression), `fm` (factorization machine) or `head` (online fine-tuning of the last layer of the EDDY_MODEL_FILE ranker plus hashed embeddings, served on top of that model; needs EDDY_MODEL_FILE).' },
   { name: 'EDDY_PUBLISH_INTERVAL_MS', default: '5000', description: 'Trainer: publish a new model version at least this often while learning.' },
   { name: 'EDDY_PUBLISH_EVERY_SAMPLES', default: '5000', description: 'Trainer: publish a new model version after this many samples.' },
@@ -68,6 +70,7 @@ export interface AppConfig {
   readonly simulatorRps: number;
   readonly experiments: readonly unknown[];
   readonly modelFile?: string;
+  readonly scorerThread: ScoringThread;
   readonly onlineLearner: 'ftrl' | 'fm' | 'head';
   readonly publishIntervalMs: number;
   readonly publishEverySamples: number;
@@ -101,6 +104,11 @@ function share(env: NodeJS.ProcessEnv, name: string): number {
   const value = Number(raw);
   if (!(value >= 0 && value <= 1)) throw new Error(`${name} must be a number from 0 to 1, got "${raw}"`);
   return value;
+}
+
+function scoringThread(value: string): ScoringThread {
+  if (value === 'worker' || value === 'main') return value;
+  throw new Error(`EDDY_SCORER_THREAD must be worker or main, got "${value}"`);
 }
 
 function learnerKind(raw: string, modelFile: string | undefined): 'ftrl' | 'fm' | 'head' {
@@ -146,6 +154,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     simulatorRps: integer(env, 'EDDY_SIMULATOR_RPS', 1),
     experiments,
     ...(modelFile ? { modelFile } : {}),
+    scorerThread: scoringThread(read(env, 'EDDY_SCORER_THREAD')!),
     onlineLearner: learnerKind(read(env, 'EDDY_ONLINE_LEARNER')!, modelFile),
     publishIntervalMs: integer(env, 'EDDY_PUBLISH_INTERVAL_MS', 100),
     publishEverySamples: integer(env, 'EDDY_PUBLISH_EVERY_SAMPLES', 1),

@@ -57,6 +57,9 @@ export interface RunFeaturesOptions {
   readonly topics?: Partial<FeatureTopics>;
   readonly registry?: Registry;
   readonly maxBatchRecords?: number;
+  /** Consumer batching (see `ConsumerOptions.fetchMinRecords`). Default none: every record as soon as it is there. */
+  readonly fetchMinRecords?: number;
+  readonly fetchMaxWaitMs?: number;
   /** Least time between checkpoints. Default 0: after every batch. */
   readonly commitIntervalMs?: number;
 }
@@ -77,6 +80,8 @@ export async function runFeatures(options: RunFeaturesOptions): Promise<{ runner
     topics: [topics.events, topics.items, topics.users],
     fromBeginning: true,
     ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
+    ...(options.fetchMinRecords !== undefined ? { fetchMinRecords: options.fetchMinRecords } : {}),
+    ...(options.fetchMaxWaitMs !== undefined ? { fetchMaxWaitMs: options.fetchMaxWaitMs } : {}),
     ...(options.commitIntervalMs !== undefined ? { commitIntervalMs: options.commitIntervalMs } : {}),
     onAssign: (partitions, consumer) => {
       for (const tp of partitions) {

@@ -5,6 +5,7 @@ import { withItems, Ticket, type Batch, type SourcePosition } from '../operators
 import { DeadLetterBuffer, deadLetterOf, type DeadLetter, type DeadLetterSink } from '../operators/dead-letters.js';
 import { eventTime, type EventTimeSnapshot } from '../operators/event-time.js';
 import { intervalJoin, type IntervalJoinSnapshot, type JoinedGroup, type JoinSideRecord } from '../operators/interval-join.js';
+import { decodeServedFeatures } from '../operators/features/feature-log.js';
 import { defineOperator, type Operator } from '../operators/operator.js';
 import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
@@ -167,9 +168,8 @@ const servedFeaturesSchema = z.strictObject({
   userId: id,
   ts: z.number().int().nonnegative().max(8.64e15),
   names: z.array(z.string().min(1).max(LIMITS.stringLength)).max(MAX_SAMPLE_FEATURES),
-  items: z
-    .array(z.strictObject({ itemId: id, values: z.array(z.number().finite()).max(MAX_SAMPLE_FEATURES) }))
-    .max(LIMITS.candidates),
+  items: z.array(id).max(LIMITS.candidates),
+  values: z.string().max(Math.ceil((LIMITS.candidates * MAX_SAMPLE_FEATURES * 4) / 3) + 4),
 });
 
 /** Where labelled samples go. */
@@ -338,9 +338,7 @@ function parseSampleInputs(
         const issue = parsed.error.issues[0]!;
         throw new Error(`${issue.path.map(String).join('.') || 'entry'}: ${issue.message}`);
       }
-      const entry = parsed.data;
-      const bad = entry.items.find((i) => i.values.length !== entry.names.length);
-      if (bad) throw new Error(`items: ${bad.itemId} has ${bad.values.length} values for ${entry.names.length} names`);
+      const entry = decodeServedFeatures(parsed.data);
       stats.servedRequests++;
       for (const item of entry.items) {
         out.push({ kind: 'served', userId: entry.userId, itemId: item.itemId, requestId: entry.requestId, ts: entry.ts, names: entry.names, values: item.values, source });
@@ -646,11 +644,20 @@ export interface RunSamplesOptions extends Omit<SamplesPipelineOptions, 'sink' |
   readonly log: Log;
   /** Consumer group. Default `samples`. */
   readonly group?: string;
-  /** Where the join state is checkpointed. Default in memory (a crash loses at most one window of held impressions). */
-  readonly state?: SamplesStateStore;
+  /**
+   * Where the join state is checkpointed. Default in memory (a crash loses at most one window of held impressions);
+   * `null` keeps no checkpoint at all, for a log that does not outlive the process either, so no snapshot is taken.
+   */
+  readonly state?: SamplesStateStore | null;
   /** Least time between checkpoints (each snapshots the whole join state). Default 1000 ms. */
   readonly commitIntervalMs?: number;
   readonly maxBatchRecords?: number;
+  /**
+   * Batching of the consumer (see `ConsumerOptions.fetchMinRecords`): labels wait for their attribution window
+   * anyway, so a few tens of milliseconds of batching cost nothing and spare the per-batch work. Default none.
+   */
+  readonly fetchMinRecords?: number;
+  readonly fetchMaxWaitMs?: number;
 }
 
 export interface SamplesJob {
@@ -672,7 +679,7 @@ export interface SamplesJob {
 export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob> {
   const topics = { ...DEFAULT_SAMPLES_TOPICS, ...options.topics };
   const deadLetters = new DeadLetterBuffer();
-  const state = options.state ?? new MemorySamplesStateStore();
+  const state = options.state === undefined ? new MemorySamplesStateStore() : options.state;
   const samples = new TopicSampleSink(options.log, topics.samples);
   // Dead letters go out with the samples of the same batch: batches that ticks produce reach no checkpoint.
   const sink: SampleSink = {
@@ -682,7 +689,7 @@ export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob
     },
   };
   const parts = samplesPipeline({ ...options, topics, sink, deadLetters });
-  const saved = await state.load();
+  const saved = await state?.load();
   if (saved) parts.restore(saved);
   const positions = new Map<string, SourcePosition>((saved?.positions ?? []).map((p) => [`${p.topic}/${p.partition}`, p]));
 
@@ -693,6 +700,8 @@ export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob
     fromBeginning: true,
     commitIntervalMs: options.commitIntervalMs ?? 1000,
     ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
+    ...(options.fetchMinRecords !== undefined ? { fetchMinRecords: options.fetchMinRecords } : {}),
+    ...(options.fetchMaxWaitMs !== undefined ? { fetchMaxWaitMs: options.fetchMaxWaitMs } : {}),
     onAssign: (assigned: readonly TopicPartition[], consumer: LogConsumer) => {
       for (const tp of assigned) {
         const stored = positions.get(`${tp.topic}/${tp.partition}`);
@@ -702,7 +711,8 @@ export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob
     checkpoint: async (committable) => {
       for (const p of committable) positions.set(`${p.topic}/${p.partition}`, p);
       await deadLetters.flush(options.log, topics.deadLetters);
-      await state.save(parts.snapshot([...positions.values()]));
+      // The snapshot copies every held impression, so it is taken only when something keeps it.
+      if (state) await state.save(parts.snapshot([...positions.values()]));
     },
   });
   runner.start();

@@ -256,13 +256,15 @@ export function runWithDeadLetters(
   log: Log,
   pipeline: Pipeline<LogRecord, unknown>,
   deadLetters: DeadLetterBuffer,
-  options: { group: string; topics: readonly string[]; deadLetterTopic: string; fromBeginning?: boolean },
+  options: { group: string; topics: readonly string[]; deadLetterTopic: string; fromBeginning?: boolean; fetchMinRecords?: number; fetchMaxWaitMs?: number },
 ): PipelineRunner {
   return new PipelineRunner(pipeline, {
     log,
     group: options.group,
     topics: options.topics,
     fromBeginning: options.fromBeginning ?? true,
+    ...(options.fetchMinRecords !== undefined ? { fetchMinRecords: options.fetchMinRecords } : {}),
+    ...(options.fetchMaxWaitMs !== undefined ? { fetchMaxWaitMs: options.fetchMaxWaitMs } : {}),
     checkpoint: () => deadLetters.flush(log, options.deadLetterTopic),
   }).start();
 }

@@ -116,7 +116,8 @@ export class ServingPipeline {
     const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count }), rerankItems);
     timings.rerank = performance.now() - mark;
 
-    const rowOf = new Map(itemIds.map((itemId, i) => [itemId, i]));
+    // Only the returned items need their rows found again: a few scans of the candidate ids, not a map of all of them.
+    const rowOf = new Map(reranked.map((item) => [item.itemId, itemIds.indexOf(item.itemId)]));
     const items: RecommendedItem[] = reranked.map((item) => {
       const out: { itemId: string; score: number; source: string; explain?: Record<string, unknown> } = {
         itemId: item.itemId,

@@ -174,15 +174,35 @@ const inputBySchema = {
   user: userEventSchema,
 } as const;
 
+/**
+ * Remembers the last `capacity` results by payload text. In one process several pipelines decode the same record
+ * (features, serving state and samples all read `events`), and the log hands each the same string, whose hash V8
+ * keeps on the string itself; the later ones then cost a map lookup instead of a parse and a validation. Results are
+ * shared, so consumers must not mutate a decoded event (none does: operators derive new state from events).
+ */
+function remembered<T>(parse: (raw: string | unknown) => Validated<T>, capacity: number): (raw: string | unknown) => Validated<T> {
+  const results = new Map<string, Validated<T>>();
+  return (raw) => {
+    if (typeof raw !== 'string') return parse(raw);
+    let result = results.get(raw);
+    if (result === undefined) {
+      result = parse(raw);
+      if (results.size >= capacity) results.delete(results.keys().next().value!);
+      results.set(raw, result);
+    }
+    return result;
+  };
+}
+
 /** Any input event: a behaviour event, or item or user metadata, told apart by `type`. */
-export const parseInputEvent = withJson((value): Validated<InputEvent> => {
+export const parseInputEvent = remembered(withJson((value): Validated<InputEvent> => {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return { ok: false, error: { field: '', message: 'expected a JSON object' } };
   }
   const type = (value as { type?: unknown }).type;
   if (type === 'item' || type === 'user') return validate<InputEvent>(inputBySchema[type], value);
   return validate<InputEvent>(behaviourEventSchema, value);
-});
+}), 8192);
 
 export const parseBehaviourEvent = withJson((value) => validate(behaviourEventSchema, value));
 export const parseItemEvent = withJson((value) => validate(itemEventSchema, value));

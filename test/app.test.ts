@@ -7,6 +7,7 @@ import type { LogRecord } from '../connectors/log.js';
 import { startEddy, type RunningEddy } from '../pipelines/app.js';
 import { loadConfig } from '../pipelines/config.js';
 import type { RecommendationResponse } from '../schema/events.js';
+import { decodeServedFeatures } from '../operators/features/feature-log.js';
 
 const GENRES = ['drama', 'comedy', 'horror', 'scifi'];
 const T0 = Date.now() - 3_600_000;
@@ -116,8 +117,9 @@ describe('eddy all (embedded)', () => {
     });
     expect(impressions.map((e) => [e.type, e.itemId, e.position])).toEqual(body.items.map((i: { itemId: string }, p: number) => ['impression', i.itemId, p]));
     const features = (await readTopic(log, 'feature-log')).map((r) => JSON.parse(r.value)).find((e) => e.requestId === 'req-logged');
-    expect(features.items.map((i: { itemId: string }) => i.itemId)).toEqual(body.items.map((i: { itemId: string }) => i.itemId));
-    expect(features.names.length).toBe(features.items[0].values.length);
+    const served = decodeServedFeatures(features);
+    expect(served.items.map((i) => i.itemId)).toEqual(body.items.map((i: { itemId: string }) => i.itemId));
+    expect(served.items[0]!.values).toHaveLength(served.names.length);
   });
 
   it('answers recommendation requests from the log on the recommendations topic', async () => {

@@ -174,6 +174,40 @@ describe('EmbeddedLog', () => {
   });
 });
 
+describe('EmbeddedLog fetch batching', () => {
+  it('once caught up, waits for fetchMinRecords or fetchMaxWaitMs before returning records', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('t', { partitions: 2 });
+    const consumer = log.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 1000, fetchMinRecords: 10, fetchMaxWaitMs: 200 });
+    const appendSoon = (from: number, count: number, afterMs: number) =>
+      setTimeout(() => void log.append('t', Array.from({ length: count }, (_, i) => ({ key: `k${from + i}`, value: String(from + i) }))), afterMs);
+
+    // Ten records arrive in steps: nothing is returned until all ten are there.
+    const started = performance.now();
+    appendSoon(0, 4, 10);
+    appendSoon(4, 6, 60);
+    const first = [(await consumer.next())!];
+    const waitedMs = performance.now() - started;
+    expect(waitedMs).toBeGreaterThanOrEqual(55);
+    expect(waitedMs).toBeLessThan(190);
+    // Reading on across the partitions does not wait again until the consumer has caught up.
+    const readingOn = performance.now();
+    const rest = await drain(consumer, 10 - first[0]!.records.length);
+    expect(performance.now() - readingOn).toBeLessThan(150);
+    expect([...first, ...rest].flatMap((b) => b.records.map((r) => Number(r.value))).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+
+    // Too few records: they come after fetchMaxWaitMs, not at the poll timeout.
+    const lingered = performance.now();
+    appendSoon(10, 3, 0);
+    const late = (await consumer.next())!;
+    const lingeredMs = performance.now() - lingered;
+    expect(late.records.length).toBeGreaterThan(0);
+    expect(lingeredMs).toBeGreaterThanOrEqual(190);
+    expect(lingeredMs).toBeLessThan(900);
+    await consumer.close();
+  });
+});
+
 describe('EmbeddedLog.continueFrom', () => {
   it('numbers new records after positions restored from a snapshot', async () => {
     const log = new EmbeddedLog();

@@ -2,7 +2,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
 import { MemoryFeatureStore } from '../connectors/memory-store.js';
-import { ServedFeatureIndex, servedFeatures, TopicFeatureLog, type ServedFeatures } from '../operators/features/feature-log.js';
+import { decodeServedFeatures, ServedFeatureIndex, servedFeatures, TopicFeatureLog, type ServedFeatures, type ServedFeaturesRecord } from '../operators/features/feature-log.js';
 import { featureStoreReadiness, registerFeatureStoreMetrics } from '../operators/features/metrics.js';
 
 const T0 = Date.UTC(2026, 0, 5, 10);
@@ -25,7 +25,7 @@ describe('point-in-time feature logging', () => {
     const consumer = log.consumer({ group: 'check', topics: ['feature-log'], pollTimeoutMs: 10 });
     const batch = await consumer.next();
     await consumer.close();
-    const logged = JSON.parse(batch!.records[0]!.value) as ServedFeatures;
+    const logged = decodeServedFeatures(JSON.parse(batch!.records[0]!.value) as ServedFeaturesRecord);
     expect(batch!.records[0]!.key).toBe('u');
     expect(logged.requestId).toBe('r1');
     expect(logged.names).toEqual(store.names);

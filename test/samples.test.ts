@@ -96,7 +96,7 @@ describe('samples pipeline', () => {
     await event(log, { id: 'v1', type: 'view', userId: 'u1', itemId: 'a', ts: T + 20 });
     await log.append('events', [{ key: 'u1', value: '{not json' }]);
     await event(log, { id: 'bad-imp', type: 'impression', userId: 'u1', itemId: 'a', ts: T + 30 });
-    await log.append('feature-log', [{ key: 'u1', value: JSON.stringify({ requestId: 'r5', userId: 'u1', ts: T, names: ['f'], items: [{ itemId: 'a', values: [1, 2] }] }) }]);
+    await log.append('feature-log', [{ key: 'u1', value: JSON.stringify({ requestId: 'r5', userId: 'u1', ts: T, names: ['f'], items: ['a'], values: Buffer.from(new Float32Array([1, 2]).buffer).toString('base64') }) }]);
     // Far in the future: moves the watermark past every window above.
     await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
 
@@ -109,10 +109,10 @@ describe('samples pipeline', () => {
     expect(byId.has('r1:3')).toBe(false);
     expect(byId.has('r3:1')).toBe(false);
 
-    // Point in time: the values of each request, not the user's later ones.
-    expect(byId.get('r1:2')!.values).toEqual([0, 0.3]);
-    expect(byId.get('r3:0')!.values).toEqual([1, 0.7]);
-    expect(byId.get('r1:0')!.values).toEqual([0, 0.1]);
+    // Point in time: the values of each request, not the user's later ones (as float32, the precision served).
+    expect(byId.get('r1:2')!.values).toEqual([0, Math.fround(0.3)]);
+    expect(byId.get('r3:0')!.values).toEqual([1, Math.fround(0.7)]);
+    expect(byId.get('r1:0')!.values).toEqual([0, Math.fround(0.1)]);
     expect(byId.get('r1:0')!.names).toEqual(NAMES);
     expect(byId.get('r3:0')).toMatchObject({ converted: 1, outcomes: ['purchase'], featuresTs: T + 2000, position: 0, userId: 'u1' });
     expect(byId.get('r1:2')).toMatchObject({ converted: 0, outcomes: ['click'] });
@@ -131,7 +131,7 @@ describe('samples pipeline', () => {
     const reasons = letters.map((l) => l.reason).join('\n');
     expect(reasons).toMatch(/malformed JSON/);
     expect(reasons).toMatch(/impression needs requestId/);
-    expect(reasons).toMatch(/has 2 values for 1 names/);
+    expect(reasons).toMatch(/values: 8 bytes for 1 items of 1 float32 features/);
     expect(reasons).toMatch(/no served features logged for request r4 item m/);
     expect(letters.find((l) => l.reason.startsWith('no served'))!.source.topic).toBe('events');
   });

@@ -58,27 +58,14 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
     }
   }
 
-  const hits = new Map<string, SourceHit[]>();
-  const normalised = new Map<string, number>();
-  const leftovers: { itemId: string; score: number }[] = [];
-  for (const list of active) {
-    const top = list.candidates[0]!.score;
-    list.candidates.forEach((candidate, rank) => {
-      const score = top > 0 ? candidate.score / top : 0;
-      let itemHits = hits.get(candidate.itemId);
-      if (!itemHits) {
-        itemHits = [];
-        hits.set(candidate.itemId, itemHits);
-      }
-      if (itemHits.some((hit) => hit.source === list.source)) return;
-      itemHits.push({ source: list.source, score: candidate.score, rank });
-      const best = normalised.get(candidate.itemId);
-      if (best === undefined || score > best) normalised.set(candidate.itemId, score);
-      if (!taken.has(candidate.itemId)) leftovers.push({ itemId: candidate.itemId, score });
-    });
-  }
-
   if (selected.length < count) {
+    const leftovers: { itemId: string; score: number }[] = [];
+    for (const list of active) {
+      const top = list.candidates[0]!.score;
+      for (const candidate of list.candidates) {
+        if (!taken.has(candidate.itemId)) leftovers.push({ itemId: candidate.itemId, score: top > 0 ? candidate.score / top : 0 });
+      }
+    }
     leftovers.sort((a, b) => b.score - a.score);
     for (const { itemId } of leftovers) {
       if (selected.length >= count) break;
@@ -88,14 +75,49 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
     }
   }
 
+  // Hits are gathered for the selected items only: sources return about twice what is merged, and this runs on
+  // every request.
+  const position = new Map<string, number>();
+  selected.forEach((itemId, i) => position.set(itemId, i));
+  const hits: (SourceHit[] | undefined)[] = new Array(selected.length);
+  const normalised = new Float64Array(selected.length);
+  for (const list of active) {
+    const top = list.candidates[0]!.score;
+    const candidates = list.candidates;
+    for (let rank = 0; rank < candidates.length; rank++) {
+      const candidate = candidates[rank]!;
+      const i = position.get(candidate.itemId);
+      if (i === undefined) continue;
+      const hit = { source: list.source, score: candidate.score, rank };
+      const score = top > 0 ? candidate.score / top : 0;
+      const itemHits = hits[i];
+      if (!itemHits) {
+        hits[i] = [hit];
+        normalised[i] = score;
+        continue;
+      }
+      // A list's hits for an item are pushed while that list is visited, so a repeat would be the last one.
+      if (itemHits[itemHits.length - 1]!.source === list.source) continue;
+      itemHits.push(hit);
+      if (score > normalised[i]!) normalised[i] = score;
+    }
+  }
   const sourceTop = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
   const relative = (hit: SourceHit) => {
     const top = sourceTop.get(hit.source)!;
     return top > 0 ? hit.score / top : 0;
   };
-  return selected.map((itemId) => {
-    const sources = hits.get(itemId)!.sort((a, b) => relative(b) - relative(a));
-    return { itemId, score: normalised.get(itemId)!, source: sources[0]!.source, sources };
+  return selected.map((itemId, i) => {
+    const sources = hits[i]!;
+    // Insertion sort: an item has a hit from a handful of sources at most, and Array.prototype.sort allocates.
+    for (let j = 1; j < sources.length; j++) {
+      const hit = sources[j]!;
+      const value = relative(hit);
+      let k = j;
+      for (; k > 0 && relative(sources[k - 1]!) < value; k--) sources[k] = sources[k - 1]!;
+      sources[k] = hit;
+    }
+    return { itemId, score: normalised[i]!, source: sources[0]!.source, sources };
   });
 }
 

@@ -52,11 +52,24 @@ export class ExactIndex implements VectorIndex {
     const scores: number[] = [];
     if (k <= 0) return { labels, scores };
     const { dim, vectors, present } = this;
+    // Four independent sums let the CPU overlap the multiply-adds; the tail loop covers dimensions not a multiple of 4.
+    const blocked = dim - (dim % 4);
     let floor = -Infinity;
     for (let label = 0, base = 0; label < this.extent; label++, base += dim) {
       if (!present[label]) continue;
-      let dot = 0;
-      for (let d = 0; d < dim; d++) dot += query[d]! * vectors[base + d]!;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      let d = 0;
+      for (; d < blocked; d += 4) {
+        s0 += query[d]! * vectors[base + d]!;
+        s1 += query[d + 1]! * vectors[base + d + 1]!;
+        s2 += query[d + 2]! * vectors[base + d + 2]!;
+        s3 += query[d + 3]! * vectors[base + d + 3]!;
+      }
+      for (; d < dim; d++) s0 += query[d]! * vectors[base + d]!;
+      const dot = s0 + s1 + s2 + s3;
       if (labels.length >= k && dot <= floor) continue;
       // Insertion into a short sorted list: k is small next to the catalogue, so most items stop at the floor check.
       let i = labels.length < k ? labels.length : k - 1;

@@ -1,5 +1,5 @@
 import type { ItemEmbeddings } from '../../models/embeddings.js';
-import { valuesOf, type ItemCatalogue } from '../recall/catalogue.js';
+import { valuesOf, type ItemCatalogue, type ItemInfo } from '../recall/catalogue.js';
 import { withMove, type RerankItem, type RerankRequest, type RerankStep } from './types.js';
 
 /**
@@ -8,7 +8,8 @@ import { withMove, type RerankItem, type RerankRequest, type RerankStep } from '
  * where relevance is the score min-max scaled to [0, 1] over the candidates and similarity blends attribute overlap
  * (Jaccard over `field=value` pairs) and embedding cosine (negative cosines count as 0). lambda = 1 keeps the
  * ranking; lower values trade relevance for diversity. The first `count` items are picked this way from the top
- * `pool(count)` candidates; the rest keep their order behind them.
+ * `pool(count)` candidates; the rest keep their order behind them. Moves are recorded for items that enter or leave
+ * the picked places.
  */
 
 export interface MmrOptions {
@@ -35,16 +36,24 @@ export function mmr(options: MmrOptions): RerankStep {
   const totalWeight = attributeWeight + embeddingWeight;
   const pool = options.pool ?? ((count: number) => Math.max(30, 2 * count));
 
-  function attributeKeys(itemId: string): string[] {
-    const fields = options.catalogue?.get(itemId)?.fields;
-    const keys: string[] = [];
-    if (fields) {
+  // An item's keys are built once per metadata record: the catalogue replaces the record when the item changes, which
+  // drops its entry here.
+  const keysOfRecord = new WeakMap<ItemInfo, readonly string[]>();
+  const noKeys: readonly string[] = [];
+  function attributeKeys(itemId: string): readonly string[] {
+    const info = options.catalogue?.get(itemId);
+    if (!info) return noKeys;
+    let keys = keysOfRecord.get(info);
+    if (!keys) {
+      const built: string[] = [];
       for (const field of attributes) {
-        for (const value of valuesOf(fields[field])) {
+        for (const value of valuesOf(info.fields[field])) {
           const key = `${field}=${value}`;
-          if (!keys.includes(key)) keys.push(key);
+          if (!built.includes(key)) built.push(key);
         }
       }
+      keys = built;
+      keysOfRecord.set(info, keys);
     }
     return keys;
   }
@@ -121,7 +130,9 @@ export function mmr(options: MmrOptions): RerankStep {
       for (let i = 0; i < items.length; i++) if (i >= n || !picked[i]) order.push(i);
       return order.map((from, to) => {
         const item = items[from]!;
-        if (from === to) return item;
+        // Items below the picks keep their order and only shift down: recording each shift would copy every one of
+        // them on every request for nothing an explanation needs.
+        if (from === to || (from >= picks && to >= picks)) return item;
         const reason = to < picks && maxSimilarity[from]! > 0 ? `similarity ${maxSimilarity[from]!.toFixed(2)} to items above` : undefined;
         return withMove(item, 'mmr', from, to, reason);
       });

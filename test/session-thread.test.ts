@@ -1,0 +1,97 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { sigmoid } from '../models/learner.js';
+import { exportOnnx } from '../models/rankers/export.js';
+import { Ranker, type FeatureRow } from '../models/rankers/ranker.js';
+import { mulberry32, sampleNormal } from '../models/random.js';
+import { Scorer } from '../models/scorer.js';
+import { createScoringSession } from '../models/session-thread.js';
+
+const DENSE = ['price', 'age_days', 'ctr_7d'];
+const FIELDS = [
+  { name: 'category', vocabularySize: 20 },
+  { name: 'brand', vocabularySize: 50 },
+];
+const LAYOUT = { denseFeatures: DENSE, categoricalFields: FIELDS.map((f) => f.name) };
+
+function rankerOf(seed: number, denseFeatures = DENSE): Ranker {
+  const ranker = new Ranker({ kind: 'deepfm', denseFeatures, categoricalFields: FIELDS, embeddingDim: 4, hidden: [16, 8] }, { seed });
+  const random = mulberry32(seed);
+  for (let i = 0; i < ranker.params.length; i++) ranker.params[i] = 0.2 * sampleNormal(random);
+  return ranker;
+}
+
+function rowsOf(n: number, seed: number): FeatureRow[] {
+  const random = mulberry32(seed);
+  return Array.from({ length: n }, () => ({
+    dense: Float32Array.from(DENSE, () => sampleNormal(random)),
+    categorical: Int32Array.from(FIELDS, (f) => Math.floor(random() * f.vocabularySize)),
+  }));
+}
+
+const open: Scorer[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function workerScorer(bytes: Uint8Array): Promise<Scorer> {
+  const scorer = await Scorer.create(bytes, { layout: LAYOUT, thread: 'worker' });
+  open.push(scorer);
+  return scorer;
+}
+
+describe('scoring on a worker thread', () => {
+  it('scores exactly as the same model on the main thread, for many requests at once', async () => {
+    const ranker = rankerOf(1);
+    const bytes = exportOnnx(ranker);
+    const onWorker = await workerScorer(bytes);
+    const onMain = await Scorer.create(bytes, { layout: LAYOUT, thread: 'main' });
+    open.push(onMain);
+    const requests = Array.from({ length: 20 }, (_, r) => rowsOf(1 + r * 3, 100 + r));
+    const fromWorker = await Promise.all(requests.map((rows) => onWorker.score(rows)));
+    for (const [r, rows] of requests.entries()) {
+      expect(fromWorker[r]).toEqual(await onMain.score(rows));
+      rows.forEach((row, i) => expect(fromWorker[r]![i]).toBeCloseTo(sigmoid(ranker.logit(row)), 5));
+    }
+  });
+
+  it('swaps versions while requests run, losing none, and keeps serving when a bad version is refused', async () => {
+    const first = rankerOf(1);
+    const second = rankerOf(2);
+    const scorer = await workerScorer(exportOnnx(first));
+    const rows = rowsOf(16, 7);
+    const results: { version: string; scores: Float32Array }[] = [];
+    let running = true;
+    const load = (async () => {
+      while (running) {
+        const version = scorer.model.version;
+        results.push({ version, scores: await scorer.score(rows) });
+      }
+    })();
+    await scorer.swap(exportOnnx(second), '2');
+    await expect(scorer.swap(exportOnnx(rankerOf(3, ['price', 'age_days'])), '3')).rejects.toThrow(/contract|feature/i);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    running = false;
+    await load;
+    expect(scorer.model.version).toBe('2');
+    expect(results.some((r) => r.version === '1')).toBe(true);
+    expect(results.some((r) => r.version === '2')).toBe(true);
+    const expectedOf = (ranker: Ranker) => rows.map((row) => sigmoid(ranker.logit(row)));
+    const fromSecond = await scorer.score(rows);
+    fromSecond.forEach((score, i) => expect(score).toBeCloseTo(expectedOf(second)[i]!, 5));
+    // Every request was answered, by one of the two models.
+    for (const { scores } of results) {
+      const matchesFirst = [...scores].every((score, i) => Math.abs(score - expectedOf(first)[i]!) < 1e-5);
+      const matchesSecond = [...scores].every((score, i) => Math.abs(score - expectedOf(second)[i]!) < 1e-5);
+      expect(matchesFirst || matchesSecond).toBe(true);
+    }
+  });
+
+  it('reports a model onnxruntime cannot load with its error as the cause, and refuses runs once released', async () => {
+    const bytes = exportOnnx(rankerOf(1));
+    await expect(createScoringSession(new Uint8Array([1, 2, 3, 4]), {}, 'worker')).rejects.toThrow();
+    const session = await createScoringSession(bytes, {}, 'worker');
+    expect(session.inputMetadata.map((m) => m.name).length).toBe(2);
+    await session.release();
+    await expect(session.run({})).rejects.toThrow(/released/);
+  });
+});
