@@ -271,12 +271,12 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     runners.set('requests', partOf(runWithDeadLetters(log, requests, requestLetters, { group: 'eddy-serve-requests', topics: [topics.requests], deadLetterTopic: topics.deadLetters, fromBeginning: false }), requestLetters));
     pipelines.push(requests);
 
-    runners.set('model-updates', followModels(log, topics.models, instance, (predictor, version, decoded) => {
+    runners.set('model-updates', followModels(log, topics.models, instance, (decoded) => {
       if (decoded.kind === ONLINE_HEAD_KIND) {
         if (!headRanker) throw new Error('an online-head version needs EDDY_ONLINE_LEARNER=head and EDDY_MODEL_FILE at serving');
         headRanker.swapVersion(decoded);
-      } else onlineRanker.swap(predictor, version);
-      metrics.setServingVersion(ONLINE_MODEL_NAME, version);
+      } else onlineRanker.swap(predictorFor(decoded) as Predictor<SparseFeatures>, decoded.version);
+      metrics.setServingVersion(ONLINE_MODEL_NAME, decoded.version);
     }, onError));
     metrics.setServingVersion(ONLINE_MODEL_NAME, onlineRanker.version);
     experimentsForMetrics = experiments;
@@ -378,7 +378,7 @@ function followModels(
   log: Log,
   topic: string,
   instance: string,
-  swap: (predictor: Predictor<SparseFeatures>, version: string, decoded: ModelVersion) => void,
+  swap: (version: ModelVersion) => void,
   onError: (error: unknown) => void,
 ): RunningPart {
   const consumer = log.consumer({ group: `eddy-serve-models-${instance}`, topics: [topic], fromBeginning: true, pollTimeoutMs: 200 });
@@ -393,8 +393,7 @@ function followModels(
       const latest = batch.records.filter((r) => r.key === ONLINE_MODEL_NAME).at(-1);
       if (!latest) continue;
       try {
-        const version = decodeModelVersion(latest.value);
-        swap(predictorFor(version) as Predictor<SparseFeatures>, version.version, version);
+        swap(decodeModelVersion(latest.value));
       } catch (error) {
         onError(new Error(`model version at ${topic}/${latest.partition}@${latest.offset} could not be loaded`, { cause: error }));
       }
