@@ -1,21 +1,22 @@
 /**
- * An onnxruntime session on a worker thread of its own, behind the part of `InferenceSession` a Scorer uses.
+ * onnxruntime sessions on a scoring thread, behind the part of `InferenceSession` a Scorer uses.
  *
  * onnxruntime-node runs a model synchronously on the calling thread. A server that scores on its event loop spends a
  * quarter of a millisecond per 100 candidates there, during which it parses no request, recalls nothing and takes in
- * no event; on a worker, that time overlaps with the next request's recall and feature lookup, and loading a new
- * version (tens of milliseconds for a DeepFM-size model) no longer stalls the loop either. The inputs cross as compact
- * copies (a few kilobytes per request) and the outputs come back, both transferred rather than cloned.
+ * no event; on a scoring thread, that time overlaps with the next request's recall and feature lookup, and loading a
+ * new version (tens of milliseconds for a DeepFM-size model) no longer stalls the loop either. The inputs cross as
+ * compact copies (a few kilobytes per request) and the outputs come back, both transferred rather than cloned.
  *
- * The worker is plain JavaScript evaluated from a string, so it runs the same under tsx, vitest and the compiled
- * build; it is handed onnxruntime-node's resolved path. One worker per loaded version: retiring a version ends its
- * thread, and a version loading on its own thread never delays the one serving.
+ * One thread serves every session of the process: starting a thread costs the event loop more than loading a model
+ * does, so versions are loaded into the running one, and it ends when its last session is released. The thread is
+ * plain JavaScript evaluated from a string, so it runs the same under tsx, vitest and the compiled build; it is
+ * handed onnxruntime-node's resolved path.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 
-/** What a Scorer needs of a session: an `ort.InferenceSession` satisfies it, and so does a session on a worker. */
+/** What a Scorer needs of a session: an `ort.InferenceSession` satisfies it, and so does a session on the thread. */
 export interface ScoringSession {
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[];
   readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[];
@@ -23,7 +24,7 @@ export interface ScoringSession {
   release(): Promise<void>;
 }
 
-/** Where sessions run: `worker` (a thread per loaded version) or `main` (the caller's thread). */
+/** Where sessions run: `worker` (the scoring thread) or `main` (the caller's thread). */
 export type ScoringThread = 'worker' | 'main';
 
 interface WireTensor {
@@ -32,42 +33,45 @@ interface WireTensor {
   readonly dims: readonly number[];
 }
 
-type FromWorker =
-  | { readonly kind: 'ready'; readonly inputMetadata: ort.InferenceSession.ValueMetadata[]; readonly outputMetadata: ort.InferenceSession.ValueMetadata[] }
-  | { readonly kind: 'failed'; readonly message: string; readonly stack?: string }
+type Metadata = readonly ort.InferenceSession.ValueMetadata[];
+
+type FromThread =
+  | { readonly kind: 'loaded'; readonly id: number; readonly inputMetadata: Metadata; readonly outputMetadata: Metadata }
   | { readonly kind: 'result'; readonly id: number; readonly outputs: Record<string, WireTensor> }
+  | { readonly kind: 'released'; readonly id: number }
   | { readonly kind: 'error'; readonly id: number; readonly message: string; readonly stack?: string };
 
-const WORKER_SOURCE = `
+const THREAD_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const ort = require(workerData.runtimePath);
-const wire = (tensor) => ({ type: tensor.type, data: tensor.data, dims: tensor.dims });
-ort.InferenceSession.create(workerData.model, workerData.options).then(
-  (session) => {
-    parentPort.on('message', (message) => {
-      if (message.kind === 'release') {
-        session.release().finally(() => process.exit(0));
-        return;
+const sessions = new Map();
+const failed = (id, error) => parentPort.postMessage({ kind: 'error', id, message: String((error && error.message) || error), stack: error && error.stack });
+parentPort.on('message', (message) => {
+  if (message.kind === 'load') {
+    ort.InferenceSession.create(message.model, message.options).then((session) => {
+      sessions.set(message.session, session);
+      parentPort.postMessage({ kind: 'loaded', id: message.id, inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata });
+    }, (error) => failed(message.id, error));
+  } else if (message.kind === 'run') {
+    const session = sessions.get(message.session);
+    if (!session) return failed(message.id, new Error('no such session on the scoring thread'));
+    const feeds = {};
+    for (const [name, t] of Object.entries(message.feeds)) feeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+    session.run(feeds).then((out) => {
+      const outputs = {};
+      const transfer = [];
+      for (const [name, tensor] of Object.entries(out)) {
+        outputs[name] = { type: tensor.type, data: tensor.data, dims: tensor.dims };
+        if (ArrayBuffer.isView(tensor.data)) transfer.push(tensor.data.buffer);
       }
-      const feeds = {};
-      for (const [name, t] of Object.entries(message.feeds)) feeds[name] = new ort.Tensor(t.type, t.data, t.dims);
-      session.run(feeds).then(
-        (out) => {
-          const outputs = {};
-          const transfer = [];
-          for (const [name, tensor] of Object.entries(out)) {
-            outputs[name] = wire(tensor);
-            if (ArrayBuffer.isView(tensor.data)) transfer.push(tensor.data.buffer);
-          }
-          parentPort.postMessage({ kind: 'result', id: message.id, outputs }, transfer);
-        },
-        (error) => parentPort.postMessage({ kind: 'error', id: message.id, message: String(error && error.message || error), stack: error && error.stack }),
-      );
-    });
-    parentPort.postMessage({ kind: 'ready', inputMetadata: session.inputMetadata, outputMetadata: session.outputMetadata });
-  },
-  (error) => parentPort.postMessage({ kind: 'failed', message: String(error && error.message || error), stack: error && error.stack }),
-);
+      parentPort.postMessage({ kind: 'result', id: message.id, outputs }, transfer);
+    }, (error) => failed(message.id, error));
+  } else if (message.kind === 'release') {
+    const session = sessions.get(message.session);
+    sessions.delete(message.session);
+    Promise.resolve(session && session.release()).then(() => parentPort.postMessage({ kind: 'released', id: message.id }), (error) => failed(message.id, error));
+  }
+});
 `;
 
 const runtimePath = createRequire(import.meta.url).resolve('onnxruntime-node');
@@ -78,34 +82,86 @@ function remoteError(message: string, stack: string | undefined): Error {
   return error;
 }
 
-class WorkerSession implements ScoringSession {
-  private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (out: Record<string, ort.Tensor>) => void; reject: (error: Error) => void }>();
-  private ended: Error | undefined;
+interface Pending {
+  resolve(message: FromThread): void;
+  reject(error: Error): void;
+}
 
-  constructor(
-    private readonly worker: Worker,
-    readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[],
-    readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[],
-  ) {
-    worker.on('message', (message: FromWorker) => {
-      if (message.kind !== 'result' && message.kind !== 'error') return;
+/** The thread and the calls waiting on it. Referenced (keeping the process alive) only while calls are pending. */
+class ScoringWorker {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private nextSession = 0;
+  private sessions = 0;
+  ended: Error | undefined;
+
+  constructor(private readonly onEnd: (worker: ScoringWorker) => void) {
+    this.worker = new Worker(THREAD_SOURCE, { eval: true, workerData: { runtimePath } });
+    this.worker.unref();
+    this.worker.on('message', (message: FromThread) => {
       const waiting = this.pending.get(message.id);
       if (!waiting) return;
       this.pending.delete(message.id);
-      if (this.pending.size === 0) worker.unref();
-      if (message.kind === 'error') waiting.reject(new Error('onnxruntime run failed on the scoring thread', { cause: remoteError(message.message, message.stack) }));
-      else waiting.resolve(Object.fromEntries(Object.entries(message.outputs).map(([name, t]) => [name, new ort.Tensor(t.type, t.data as Float32Array, t.dims)])));
+      if (this.pending.size === 0) this.worker.unref();
+      if (message.kind === 'error') waiting.reject(remoteError(message.message, message.stack));
+      else waiting.resolve(message);
     });
-    worker.on('error', (error) => this.end(new Error('the scoring thread failed', { cause: error })));
-    worker.on('exit', (code) => this.end(new Error(`the scoring thread exited with code ${code}`)));
-    // An idle session must not keep the process alive; one with runs pending must, or an awaited score could end it.
-    worker.unref();
+    this.worker.on('error', (error) => this.end(new Error('the scoring thread failed', { cause: error })));
+    this.worker.on('exit', (code) => this.end(new Error(`the scoring thread exited with code ${code}`)));
   }
 
-  run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  call(message: Record<string, unknown>, transfer: ArrayBuffer[] = []): Promise<FromThread> {
     if (this.ended) return Promise.reject(this.ended);
     const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      if (this.pending.size === 1) this.worker.ref();
+      this.worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  async load(model: Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<WorkerSession> {
+    const session = this.nextSession++;
+    this.sessions++;
+    try {
+      const loaded = (await this.call({ kind: 'load', session, model, options })) as Extract<FromThread, { kind: 'loaded' }>;
+      return new WorkerSession(this, session, loaded.inputMetadata, loaded.outputMetadata);
+    } catch (error) {
+      await this.released();
+      throw error;
+    }
+  }
+
+  /** Counts a session gone; the thread ends with its last one. */
+  async released(): Promise<void> {
+    if (--this.sessions > 0 || this.ended) return;
+    this.end(new Error('the scoring thread was stopped'));
+    await this.worker.terminate();
+  }
+
+  private end(error: Error): void {
+    if (!this.ended) {
+      this.ended = error;
+      this.onEnd(this);
+    }
+    for (const waiting of this.pending.values()) waiting.reject(error);
+    this.pending.clear();
+  }
+}
+
+class WorkerSession implements ScoringSession {
+  private released = false;
+
+  constructor(
+    private readonly thread: ScoringWorker,
+    private readonly session: number,
+    readonly inputMetadata: Metadata,
+    readonly outputMetadata: Metadata,
+  ) {}
+
+  async run(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    if (this.released) throw new Error('the session was released');
     const wire: Record<string, WireTensor> = {};
     const transfer: ArrayBuffer[] = [];
     for (const [name, tensor] of Object.entries(feeds)) {
@@ -115,46 +171,38 @@ class WorkerSession implements ScoringSession {
       if (ArrayBuffer.isView(data)) transfer.push(data.buffer as ArrayBuffer);
       wire[name] = { type: tensor.type, data, dims: tensor.dims };
     }
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      if (this.pending.size === 1) this.worker.ref();
-      this.worker.postMessage({ kind: 'run', id, feeds: wire }, transfer);
-    });
+    let answer: FromThread;
+    try {
+      answer = await this.thread.call({ kind: 'run', session: this.session, feeds: wire }, transfer);
+    } catch (cause) {
+      throw new Error('onnxruntime run failed on the scoring thread', { cause });
+    }
+    const outputs = (answer as Extract<FromThread, { kind: 'result' }>).outputs;
+    return Object.fromEntries(Object.entries(outputs).map(([name, t]) => [name, new ort.Tensor(t.type, t.data as Float32Array, t.dims)]));
   }
 
   async release(): Promise<void> {
-    if (this.ended) return;
-    this.ended = new Error('the session was released');
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.postMessage({ kind: 'release' });
-    await exited;
-  }
-
-  private end(error: Error): void {
-    this.ended ??= error;
-    for (const waiting of this.pending.values()) waiting.reject(error);
-    this.pending.clear();
+    if (this.released) return;
+    this.released = true;
+    try {
+      if (!this.thread.ended) await this.thread.call({ kind: 'release', session: this.session });
+    } finally {
+      await this.thread.released();
+    }
   }
 }
 
-/** Loads `model` on `thread`; rejects with onnxruntime's error as the cause when it cannot. */
+let shared: ScoringWorker | undefined;
+
+/** Loads `model` on `thread`; rejects with onnxruntime's error (as the cause, on the scoring thread) when it cannot. */
 export async function createScoringSession(model: Uint8Array, options: ort.InferenceSession.SessionOptions, thread: ScoringThread): Promise<ScoringSession> {
   if (thread === 'main') return ort.InferenceSession.create(model, options);
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { runtimePath, model, options } });
-  const ready = await new Promise<Extract<FromWorker, { kind: 'ready' }>>((resolve, reject) => {
-    const onExit = (code: number) => reject(new Error(`the scoring thread exited with code ${code} while loading`));
-    worker.once('error', reject);
-    worker.once('exit', onExit);
-    worker.once('message', (message: FromWorker) => {
-      worker.off('error', reject);
-      worker.off('exit', onExit);
-      if (message.kind === 'ready') resolve(message);
-      else if (message.kind === 'failed') reject(remoteError(message.message, message.stack));
-      else reject(new Error(`unexpected first message from the scoring thread: ${message.kind}`));
-    });
-  }).catch(async (error: unknown) => {
-    await worker.terminate();
-    throw error;
-  });
-  return new WorkerSession(worker, ready.inputMetadata, ready.outputMetadata);
+  const worker = (shared ??= new ScoringWorker((ended) => {
+    if (shared === ended) shared = undefined;
+  }));
+  try {
+    return await worker.load(model, options);
+  } catch (cause) {
+    throw new Error('onnxruntime could not load the model on the scoring thread', { cause });
+  }
 }

@@ -86,6 +86,19 @@ describe('scoring on a worker thread', () => {
     }
   });
 
+  it('keeps serving one version when another on the same thread is released, and starts the thread again after the last', async () => {
+    const first = rankerOf(1);
+    const second = rankerOf(2);
+    const rows = rowsOf(5, 9);
+    const a = await workerScorer(exportOnnx(first));
+    const b = await workerScorer(exportOnnx(second));
+    await a.close();
+    (await b.score(rows)).forEach((score, i) => expect(score).toBeCloseTo(sigmoid(second.logit(rows[i]!)), 5));
+    await b.close();
+    const again = await workerScorer(exportOnnx(first));
+    (await again.score(rows)).forEach((score, i) => expect(score).toBeCloseTo(sigmoid(first.logit(rows[i]!)), 5));
+  });
+
   it('reports a model onnxruntime cannot load with its error as the cause, and refuses runs once released', async () => {
     const bytes = exportOnnx(rankerOf(1));
     await expect(createScoringSession(new Uint8Array([1, 2, 3, 4]), {}, 'worker')).rejects.toThrow();
