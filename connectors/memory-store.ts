@@ -57,9 +57,6 @@ export class MemoryFeatureStore implements FeatureStore {
   updateSync(events: readonly InputEvent[], positions: readonly SourcePosition[] = []): void {
     for (const event of events) this.cache.update(event);
     this.applied.advance(positions);
-    // Nothing writes behind in memory; dropping the dirty lists keeps them from growing.
-    this.cache.users.takeDirty();
-    this.cache.items.takeDirty();
   }
 
   async lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows> {
@@ -123,7 +120,7 @@ function* snapshotChunks(cache: FeatureCache, positions: readonly SourcePosition
     size += 12 + record.byteLength;
   };
   for (let slot = 0; slot < cache.users.count; slot++) {
-    keyed(cache.users.columns.cols.key[slot]!, encodeUser(cache, slot));
+    keyed(cache.users.keyOf(slot), encodeUser(cache, slot));
     if (size > 1 << 20) {
       yield Buffer.concat(parts);
       parts = [];
@@ -131,7 +128,7 @@ function* snapshotChunks(cache: FeatureCache, positions: readonly SourcePosition
     }
   }
   for (let slot = 0; slot < cache.items.count; slot++) {
-    keyed(cache.items.columns.cols.key[slot]!, encodeItem(cache, slot));
+    keyed(cache.items.keyOf(slot), encodeItem(cache, slot));
     if (size > 1 << 20) {
       yield Buffer.concat(parts);
       parts = [];

@@ -1,5 +1,5 @@
-import type { BehaviourEvent, BehaviourType, FieldMap, FieldValue, InputEvent, ItemEvent } from '../../schema/events.js';
-import { ColumnSet } from './columns.js';
+import { BEHAVIOUR_TYPES, type BehaviourEvent, type BehaviourType, type FieldMap, type FieldValue, type InputEvent, type ItemEvent } from '../../schema/events.js';
+import { RowSet } from './columns.js';
 import { featureNames, resolveFeatureConfig, type FeatureConfig, type ResolvedFeatureConfig } from './config.js';
 import { attributeKey, hash53, low32 } from './hash.js';
 import { FeatureRows } from './rows.js';
@@ -29,95 +29,121 @@ function decay(dtMs: number, halfLifeMs: number): number {
   return dtMs <= 0 ? 1 : Math.exp((-dtMs * LN2) / halfLifeMs);
 }
 
-function userColumns(c: ResolvedFeatureConfig) {
+/** User rows, in an order that keeps what every event updates (time, session, counters) in the row's first line. */
+function userFields(c: ResolvedFeatureConfig) {
   const counters = c.user.counterTypes.length * Object.keys(c.user.halfLivesMs).length;
   const ringTotal = c.user.histories.reduce((s, r) => s + r.length, 0);
   return {
-    key: { type: Float64Array, width: 1 },
-    lastSeen: { type: Float64Array, width: 1 },
-    sessionStart: { type: Float64Array, width: 1 },
-    sessionEvents: { type: Uint32Array, width: 1 },
-    counters: { type: Float32Array, width: counters },
-    rings: { type: Uint32Array, width: ringTotal },
-    ringHead: { type: Uint8Array, width: c.user.histories.length },
-    ringFill: { type: Uint8Array, width: c.user.histories.length },
-    affinityKeys: { type: Uint32Array, width: c.user.affinitySlots },
-    affinityValues: { type: Float32Array, width: c.user.affinitySlots },
-    referenced: { type: Uint8Array, width: 1, persist: false },
-    dirty: { type: Uint8Array, width: 1, persist: false },
+    key: { type: 'f64', width: 1 },
+    lastSeen: { type: 'f64', width: 1 },
+    sessionStart: { type: 'f64', width: 1 },
+    sessionEvents: { type: 'u32', width: 1 },
+    ringHead: { type: 'u8', width: c.user.histories.length },
+    ringFill: { type: 'u8', width: c.user.histories.length },
+    /** 1 once an affinity was stored, so users without any never read the affinity part of their row. */
+    affinityHeld: { type: 'u8', width: 1 },
+    counters: { type: 'f32', width: counters },
+    affinityValues: { type: 'f32', width: c.user.affinitySlots },
+    affinityKeys: { type: 'u32', width: c.user.affinitySlots },
+    rings: { type: 'u32', width: ringTotal },
   } as const;
 }
 
-function itemColumns(c: ResolvedFeatureConfig) {
+/** Item rows: times and trending in the first cache line, co-visitation from the second, then attributes and buckets. */
+function itemFields(c: ResolvedFeatureConfig) {
   const types = c.item.windowTypes.length;
   const buckets = c.item.windows.reduce((s, w) => s + w.buckets, 0);
   return {
-    key: { type: Float64Array, width: 1 },
-    ref: { type: Uint32Array, width: 1, persist: false },
-    firstSeen: { type: Float64Array, width: 1 },
-    published: { type: Float64Array, width: 1, initial: Number.NaN },
-    trendTime: { type: Float64Array, width: 1 },
-    lastEvent: { type: Float64Array, width: 1 },
-    bucketEpochs: { type: Int32Array, width: buckets, initial: -1 },
-    bucketCounts: { type: Uint32Array, width: buckets * types },
-    trending: { type: Float32Array, width: 1 },
-    attributes: { type: Uint32Array, width: c.item.maxAttributes },
-    numeric: { type: Float32Array, width: c.item.numericFields.length },
-    covisitKeys: { type: Uint32Array, width: c.item.covisitNeighbours },
-    covisitScores: { type: Float32Array, width: c.item.covisitNeighbours },
-    categorical: { type: Uint16Array, width: Object.keys(c.item.categoricalFields).length },
-    attributeCount: { type: Uint8Array, width: 1 },
-    referenced: { type: Uint8Array, width: 1, persist: false },
-    dirty: { type: Uint8Array, width: 1, persist: false },
+    key: { type: 'f64', width: 1 },
+    firstSeen: { type: 'f64', width: 1 },
+    published: { type: 'f64', width: 1, initial: Number.NaN },
+    trendTime: { type: 'f64', width: 1 },
+    lastEvent: { type: 'f64', width: 1 },
+    trending: { type: 'f32', width: 1 },
+    attributeCount: { type: 'u8', width: 1 },
+    categorical: { type: 'u16', width: Object.keys(c.item.categoricalFields).length },
+    /** Neighbour reference (u32) and its score (f32, read through the f32 view) side by side, on whole lines. */
+    covisit: { type: 'u32', width: 2 * c.item.covisitNeighbours, align: 64 },
+    attributes: { type: 'u32', width: c.item.maxAttributes },
+    numeric: { type: 'f32', width: c.item.numericFields.length },
+    /** Per bucket, its epoch + 1 (0: never used) and then one count per window type, so counting touches one run. */
+    buckets: { type: 'i32', width: buckets * (1 + types) },
   } as const;
 }
 
-type UserColumn = keyof ReturnType<typeof userColumns>;
-type ItemColumn = keyof ReturnType<typeof itemColumns>;
+type UserField = keyof ReturnType<typeof userFields>;
+type ItemField = keyof ReturnType<typeof itemFields>;
 
-/** Slot storage with a key index, CLOCK eviction within a fixed maximum, and a dirty list for write-behind. */
+/**
+ * Slot storage with a key index, CLOCK eviction within a fixed maximum (reference bits in a bitmap), and a dirty
+ * bitmap for write-behind. Every row starts with its key.
+ */
 export class Entities<Name extends string> {
-  readonly columns: ColumnSet<Name | 'key' | 'referenced' | 'dirty'>;
+  readonly rows: RowSet<Name | 'key'>;
   readonly index: SlotIndex;
   count = 0;
   private hand = 0;
   private fresh = -1;
   /** Keys evicted since creation, so a caller can tell whether keys it loaded may have gone. */
   evictions = 0;
-  dirtySlots: number[] = [];
+  private dirtyBits: Uint32Array;
+  private referencedBits: Uint32Array;
+  /** Slots changed and not yet taken by `takeDirty`. */
+  dirtyCount = 0;
 
   constructor(
-    specs: ConstructorParameters<typeof ColumnSet<Name | 'key' | 'referenced' | 'dirty'>>[0],
+    specs: ConstructorParameters<typeof RowSet<Name | 'key'>>[0],
     readonly maxCount: number,
     private readonly kind: EntityKind,
     private readonly beforeEvict: (kind: EntityKind, slot: number) => void,
   ) {
-    this.columns = new ColumnSet(specs, Math.min(INITIAL_CAPACITY, maxCount));
-    this.index = new SlotIndex(this.columns.capacity, () => this.columns.cols.key);
+    this.rows = new RowSet(specs, Math.min(INITIAL_CAPACITY, maxCount));
+    if (this.rows.at.key !== 0) throw new Error('the key must lead the row');
+    this.index = new SlotIndex(this.rows.capacity);
+    this.index.bind(this.rows.f64, this.rows.stride8);
+    this.dirtyBits = new Uint32Array(Math.ceil(this.rows.capacity / 32));
+    this.referencedBits = new Uint32Array(this.dirtyBits.length);
   }
 
   get bytes(): number {
-    return this.columns.bytes + this.index.bytes;
+    return this.rows.bytes + this.index.bytes + this.dirtyBits.byteLength + this.referencedBits.byteLength;
   }
 
   find(key: number): number {
     return this.index.find(key);
   }
 
+  /** The key of a slot. */
+  keyOf(slot: number): number {
+    return this.rows.f64[slot * this.rows.stride8]!;
+  }
+
   /** A fresh slot for `key`: a new one while under the maximum, else the CLOCK victim's. */
   allocate(key: number): number {
     let slot: number;
+    const rows = this.rows;
     if (this.count < this.maxCount) {
-      if (this.count === this.columns.capacity) {
-        const capacity = Math.min(this.maxCount, this.columns.capacity * 2);
-        this.columns.grow(capacity);
+      if (this.count === rows.capacity) {
+        const capacity = Math.min(this.maxCount, rows.capacity * 2);
+        rows.grow(capacity);
+        this.index.bind(rows.f64, rows.stride8);
         this.index.resize(capacity, this.count);
+        const words = Math.ceil(capacity / 32);
+        const dirty = new Uint32Array(words);
+        dirty.set(this.dirtyBits);
+        this.dirtyBits = dirty;
+        const referenced = new Uint32Array(words);
+        referenced.set(this.referencedBits);
+        this.referencedBits = referenced;
       }
       slot = this.count++;
     } else {
-      const referenced = this.columns.cols.referenced;
-      while (referenced[this.hand] === 1) {
-        referenced[this.hand] = 0;
+      const referenced = this.referencedBits;
+      for (;;) {
+        const word = this.hand >>> 5;
+        const bit = 1 << (this.hand & 31);
+        if ((referenced[word]! & bit) === 0) break;
+        referenced[word] = referenced[word]! & ~bit;
         this.hand = (this.hand + 1) % this.count;
       }
       slot = this.hand;
@@ -125,9 +151,10 @@ export class Entities<Name extends string> {
       this.beforeEvict(this.kind, slot);
       this.evictions++;
       this.index.remove(slot);
-      this.columns.reset(slot);
+      rows.reset(slot);
+      this.clearDirty(slot);
     }
-    this.columns.cols.key[slot] = key;
+    rows.f64[slot * rows.stride8] = key;
     this.index.insert(slot);
     this.fresh = slot;
     return slot;
@@ -135,27 +162,48 @@ export class Entities<Name extends string> {
 
   /** Marks a change; a slot counts as referenced from its second use on, so one-off keys are evicted first. */
   touch(slot: number): void {
+    const word = slot >>> 5;
+    const bit = 1 << (slot & 31);
     if (slot === this.fresh) this.fresh = -1;
-    else this.columns.cols.referenced[slot] = 1;
-    if (this.columns.cols.dirty[slot] === 0) {
-      this.columns.cols.dirty[slot] = 1;
-      this.dirtySlots.push(slot);
+    else this.referencedBits[word] = this.referencedBits[word]! | bit;
+    const bits = this.dirtyBits;
+    if ((bits[word]! & bit) === 0) {
+      bits[word] = bits[word]! | bit;
+      this.dirtyCount++;
     }
   }
 
-  /** Slots changed since the last call, each once. */
+  /** Gives the slot its second chance in CLOCK, as a key in use (loaded or served) gets. */
+  reference(slot: number): void {
+    this.referencedBits[slot >>> 5] = this.referencedBits[slot >>> 5]! | (1 << (slot & 31));
+  }
+
+  isDirty(slot: number): boolean {
+    return (this.dirtyBits[slot >>> 5]! & (1 << (slot & 31))) !== 0;
+  }
+
+  private clearDirty(slot: number): void {
+    if (!this.isDirty(slot)) return;
+    this.dirtyBits[slot >>> 5] = this.dirtyBits[slot >>> 5]! & ~(1 << (slot & 31));
+    this.dirtyCount--;
+  }
+
+  /** Slots changed since the last call, each once, in slot order. */
   takeDirty(): number[] {
-    const listed = this.dirtySlots;
-    this.dirtySlots = [];
-    const dirty = this.columns.cols.dirty;
-    // A slot evicted and reused is listed twice; its flag lets it through once.
     const slots: number[] = [];
-    for (const s of listed) {
-      if (dirty[s] === 1) {
-        dirty[s] = 0;
-        slots.push(s);
+    if (this.dirtyCount === 0) return slots;
+    const bits = this.dirtyBits;
+    for (let w = 0; w < bits.length; w++) {
+      let word = bits[w]!;
+      if (word === 0) continue;
+      bits[w] = 0;
+      while (word !== 0) {
+        const low = word & -word;
+        slots.push(w * 32 + 31 - Math.clz32(low));
+        word ^= low;
       }
     }
+    this.dirtyCount = 0;
     return slots;
   }
 }
@@ -171,27 +219,32 @@ export class Entities<Name extends string> {
 export class FeatureCache {
   readonly config: ResolvedFeatureConfig;
   readonly names: readonly string[];
-  readonly users: Entities<UserColumn>;
-  readonly items: Entities<ItemColumn>;
+  readonly users: Entities<UserField>;
+  readonly items: Entities<ItemField>;
   /** Item ids by slot, kept for records and for reading histories back as ids. */
   readonly itemIds: string[] = [];
-  private readonly itemRefIndex: SlotIndex;
+  private readonly typeCodes = new Map<string, number>();
+  /** By type code: index among counter types, among window types (-1: none), weight, and the history rings fed. */
   private readonly counterTypeIndex: Int8Array;
   private readonly windowTypeIndex: Int8Array;
-  private readonly ringsByType: number[][];
+  private readonly weightOf: Float64Array;
+  private readonly ringsByType: (number[] | undefined)[];
+  /** By type code: 1 counts as an impression, 2 as a click in CTR statistics. */
+  private readonly ctrRole: Uint8Array;
   private readonly ringOffsets: number[];
+  private readonly ringLengths: number[];
   private readonly halfLives: number[];
   private readonly windowOffsets: number[];
   private readonly longestWindow: number;
-  private readonly ringTotal: number;
-  private readonly totalBuckets: number;
   private readonly windowWidths: number[];
   private readonly windowBuckets: number[];
   private readonly itemWidth: number;
   private readonly categoricalVocabularies: (readonly string[])[];
   private readonly impressionType: number;
   private readonly clickType: number;
-  private readonly typeCodes = new Map<BehaviourType, number>();
+  /** Row offsets of the fields, in elements of each field's type. */
+  private readonly u: Readonly<Record<UserField, number>>;
+  private readonly i: Readonly<Record<ItemField, number>>;
   /**
    * Global and per-attribute CTR statistics with the longest window as half-life, kept scaled to the anchor time
    * `globalTime` (a count at time t is the stored value times 2^-((t - globalTime) / half-life)). Adding an event
@@ -213,25 +266,31 @@ export class FeatureCache {
     const c = this.config;
     this.names = Object.freeze(featureNames(c));
     const onEvict = options.onEvict ?? (() => undefined);
-    const userSpecs = userColumns(c);
-    const itemSpecs = itemColumns(c);
-    const perUser = new ColumnSet(userSpecs, 0).slotBytes + 8;
-    const perItem = new ColumnSet(itemSpecs, 0).slotBytes + 16 + 64;
+    const userSpecs = userFields(c);
+    const itemSpecs = itemFields(c);
+    // A slot also holds index entries (8 bytes at up to half load: 16); an item its id string.
+    const perUser = new RowSet(userSpecs, 0).stride + 16;
+    const perItem = new RowSet(itemSpecs, 0).stride + 16 + 64;
     const maxUsers = Math.max(16, Math.floor((c.memory.maxBytes * (1 - c.memory.itemShare)) / perUser));
     const maxItems = Math.max(16, Math.floor((c.memory.maxBytes * c.memory.itemShare) / perItem));
-    this.users = new Entities<UserColumn>(userSpecs, maxUsers, 'user', onEvict);
-    this.items = new Entities<ItemColumn>(itemSpecs, maxItems, 'item', (kind, slot) => {
-      onEvict(kind, slot);
-      this.itemRefIndex.remove(slot);
-    });
-    this.itemRefIndex = new SlotIndex(this.items.columns.capacity, () => this.items.columns.cols.ref);
+    this.users = new Entities<UserField>(userSpecs, maxUsers, 'user', onEvict);
+    this.items = new Entities<ItemField>(itemSpecs, maxItems, 'item', onEvict);
+    this.u = this.users.rows.at;
+    this.i = this.items.rows.at;
+    for (const type of BEHAVIOUR_TYPES) this.typeCodes.set(type, this.typeCodes.size);
+    const codes = this.typeCodes.size + 1;
     const typeIndex = (list: readonly BehaviourType[]) => {
-      const out = new Int8Array(16).fill(-1);
+      const out = new Int8Array(codes).fill(-1);
       list.forEach((t, i) => (out[this.typeCode(t)] = i));
       return out;
     };
     this.counterTypeIndex = typeIndex(c.user.counterTypes);
     this.windowTypeIndex = typeIndex(c.item.windowTypes);
+    this.weightOf = new Float64Array(codes);
+    this.ctrRole = new Uint8Array(codes);
+    for (const type of BEHAVIOUR_TYPES) this.weightOf[this.typeCode(type)] = c.eventWeights[type];
+    this.ctrRole[this.typeCode('impression')] = 1;
+    this.ctrRole[this.typeCode('click')] = 2;
     this.ringsByType = [];
     c.user.histories.forEach((ring, r) => {
       for (const t of ring.types) (this.ringsByType[this.typeCode(t)] ??= []).push(r);
@@ -242,6 +301,7 @@ export class FeatureCache {
       this.ringOffsets.push(offset);
       offset += ring.length;
     }
+    this.ringLengths = c.user.histories.map((h) => h.length);
     this.halfLives = Object.values(c.user.halfLivesMs);
     this.windowOffsets = [];
     offset = 0;
@@ -249,8 +309,6 @@ export class FeatureCache {
       this.windowOffsets.push(offset);
       offset += w.buckets;
     }
-    this.ringTotal = offset0(c.user.histories.map((h) => h.length));
-    this.totalBuckets = offset0(c.item.windows.map((w) => w.buckets));
     this.longestWindow = Math.max(...c.item.windows.map((w) => w.lengthMs));
     this.windowWidths = c.item.windows.map((w) => w.lengthMs / w.buckets);
     this.windowBuckets = c.item.windows.map((w) => w.buckets);
@@ -261,18 +319,14 @@ export class FeatureCache {
     this.clickType = c.item.windowTypes.indexOf('click');
   }
 
-  private typeCode(type: BehaviourType): number {
-    let code = this.typeCodes.get(type);
-    if (code === undefined) {
-      code = this.typeCodes.size;
-      this.typeCodes.set(type, code);
-    }
-    return code;
+  /** A small number per event type; types outside the schema share the last code, which feeds no feature. */
+  private typeCode(type: string): number {
+    return this.typeCodes.get(type) ?? this.typeCodes.size;
   }
 
-  /** Bytes held in typed arrays (columns and indexes). */
+  /** Bytes held in typed arrays (rows, indexes and dirty bitmaps). */
   get bytes(): number {
-    return this.users.bytes + this.items.bytes + this.itemRefIndex.bytes;
+    return this.users.bytes + this.items.bytes;
   }
 
   update(event: InputEvent): void {
@@ -289,156 +343,176 @@ export class FeatureCache {
     return this.items.find(hash53(itemId));
   }
 
-  private userSlotOrCreate(userId: string): number {
-    const key = hash53(userId);
-    const slot = this.users.find(key);
-    return slot >= 0 ? slot : this.users.allocate(key);
-  }
-
   private itemSlotOrCreate(itemId: string, ts: number): number {
     const key = hash53(itemId);
     let slot = this.items.find(key);
     if (slot < 0) {
       slot = this.allocateItem(key, itemId);
-      this.items.columns.cols.firstSeen[slot] = ts;
+      this.items.rows.f64[slot * this.items.rows.stride8 + this.i.firstSeen] = ts;
     }
     return slot;
   }
 
   /** A fresh item slot for `key` (evicting if full), registered under its 32-bit reference. */
   allocateItem(key: number, itemId: string): number {
-    const capacity = this.items.columns.capacity;
     const slot = this.items.allocate(key);
-    if (this.items.columns.capacity !== capacity) this.itemRefIndex.resize(this.items.columns.capacity, slot);
-    this.items.columns.cols.ref[slot] = low32(key);
-    this.itemRefIndex.insert(slot);
     this.itemIds[slot] = itemId;
     return slot;
   }
 
   /** Event time of the newest event that changed the user. */
   userUpdatedAt(slot: number): number {
-    return this.users.columns.cols.lastSeen[slot]!;
+    return this.users.rows.f64[slot * this.users.rows.stride8 + this.u.lastSeen]!;
   }
 
   /** Event time of the newest behaviour event on the item (0 when it only has metadata). */
   itemUpdatedAt(slot: number): number {
-    return this.items.columns.cols.lastEvent[slot]!;
+    return this.items.rows.f64[slot * this.items.rows.stride8 + this.i.lastEvent]!;
   }
 
   /** The slot of the item whose 32-bit reference is `ref`, or -1. */
   itemSlotByRef(ref: number): number {
-    return this.itemRefIndex.find(ref);
+    return this.items.index.findRef(ref);
   }
 
   private updateBehaviour(e: BehaviourEvent): void {
     const c = this.config;
     const code = this.typeCode(e.type);
-    const weight = c.eventWeights[e.type];
+    const weight = this.weightOf[code]!;
     const ts = e.ts;
     if (ts > this.newestEventTs) this.newestEventTs = ts;
     const item = this.itemSlotOrCreate(e.itemId, ts);
-    const ic = this.items.columns.cols;
-    if (ts < ic.firstSeen[item]!) ic.firstSeen[item] = ts;
-    if (ts > ic.lastEvent[item]!) ic.lastEvent[item] = ts;
-    const ref = ic.ref[item]!;
+    const userKey = hash53(e.userId);
+    let user = this.users.find(userKey);
+    if (user < 0) user = this.users.allocate(userKey);
 
-    const user = this.userSlotOrCreate(e.userId);
-    const uc = this.users.columns.cols;
-    const fresh = uc.sessionEvents[user] === 0;
-    const last = fresh ? ts : uc.lastSeen[user]!;
+    const I = this.items.rows;
+    const i = this.i;
+    const if64 = I.f64;
+    const ib8 = item * I.stride8;
+    if (ts < if64[ib8 + i.firstSeen]!) if64[ib8 + i.firstSeen] = ts;
+    if (ts > if64[ib8 + i.lastEvent]!) if64[ib8 + i.lastEvent] = ts;
+    const ref = if64[ib8]! >>> 0;
+
+    const U = this.users.rows;
+    const u = this.u;
+    const uf64 = U.f64;
+    const uu32 = U.u32;
+    const ub8 = user * U.stride8;
+    const ub4 = user * U.stride4;
+    const fresh = uu32[ub4 + u.sessionEvents] === 0;
+    const last = fresh ? ts : uf64[ub8 + u.lastSeen]!;
     const gap = c.user.sessionGapMs;
     // Decayed state is kept as of the user's newest event; an older event adds its weight decayed by its age.
     let ageOfEvent = 0;
     if (ts >= last) {
-      if (ts > last) this.decayUser(user, ts - last);
+      if (ts > last) this.decayUser(ub4, ts - last);
       if (fresh || ts - last > gap) {
-        uc.sessionStart[user] = ts;
-        uc.sessionEvents[user] = 1;
-      } else uc.sessionEvents[user]!++;
-      uc.lastSeen[user] = ts;
+        uf64[ub8 + u.sessionStart] = ts;
+        uu32[ub4 + u.sessionEvents] = 1;
+      } else uu32[ub4 + u.sessionEvents]!++;
+      uf64[ub8 + u.lastSeen] = ts;
     } else {
       ageOfEvent = last - ts;
-      if (ts >= uc.sessionStart[user]!) uc.sessionEvents[user]!++;
-      else if (uc.sessionStart[user]! - ts <= gap) {
-        uc.sessionStart[user] = ts;
-        uc.sessionEvents[user]!++;
+      const start = uf64[ub8 + u.sessionStart]!;
+      if (ts >= start) uu32[ub4 + u.sessionEvents]!++;
+      else if (start - ts <= gap) {
+        uf64[ub8 + u.sessionStart] = ts;
+        uu32[ub4 + u.sessionEvents]!++;
       }
     }
     const counterType = this.counterTypeIndex[code]!;
     if (counterType >= 0) {
-      const base = user * (this.halfLives.length * c.user.counterTypes.length) + counterType * this.halfLives.length;
-      for (let h = 0; h < this.halfLives.length; h++) uc.counters[base + h]! += decay(ageOfEvent, this.halfLives[h]!);
+      const H = this.halfLives.length;
+      const at = ub4 + u.counters + counterType * H;
+      const counters = U.f32;
+      for (let h = 0; h < H; h++) counters[at + h]! += decay(ageOfEvent, this.halfLives[h]!);
     }
+    const I4 = item * I.stride4;
     if (weight !== 0 && c.user.affinitySlots > 0) {
-      const count = ic.attributeCount[item]!;
-      const amount = weight * decay(ageOfEvent, c.user.affinityHalfLifeMs);
-      for (let a = 0; a < count; a++) this.addAffinity(user, ic.attributes[item * c.item.maxAttributes + a]!, amount);
+      const count = I.u8[item * I.stride + i.attributeCount]!;
+      if (count > 0) {
+        const amount = weight * decay(ageOfEvent, c.user.affinityHalfLifeMs);
+        for (let a = 0; a < count; a++) this.addAffinity(ub4, I.u32[I4 + i.attributes + a]!, amount);
+      }
     }
     const rings = this.ringsByType[code];
     if (rings) {
       if (rings[0] === 0 && c.item.covisitNeighbours > 0) this.covisit(user, item, ref);
-      for (const r of rings) this.pushRing(user, r, ref);
+      for (let r = 0; r < rings.length; r++) this.pushRing(user, rings[r]!, ref);
     }
     this.users.touch(user);
 
     const windowType = this.windowTypeIndex[code]!;
-    if (windowType >= 0) this.countInWindows(item, windowType, ts);
+    if (windowType >= 0) this.countInWindows(I4 + i.buckets, windowType, ts);
     if (weight > 0) {
-      const t = ic.trendTime[item]!;
+      const trending = I.f32;
+      const t = if64[ib8 + i.trendTime]!;
       if (ts >= t) {
-        ic.trending[item] = ic.trending[item]! * decay(ts - t, c.item.trendingHalfLifeMs) + weight;
-        ic.trendTime[item] = ts;
-      } else ic.trending[item]! += weight * decay(t - ts, c.item.trendingHalfLifeMs);
+        trending[I4 + i.trending] = trending[I4 + i.trending]! * decay(ts - t, c.item.trendingHalfLifeMs) + weight;
+        if64[ib8 + i.trendTime] = ts;
+      } else trending[I4 + i.trending]! += weight * decay(t - ts, c.item.trendingHalfLifeMs);
     }
-    if (e.type === 'impression' || e.type === 'click') this.countCtr(item, e.type === 'click', ts);
+    const ctrRole = this.ctrRole[code]!;
+    if (ctrRole !== 0) this.countCtr(item, ctrRole === 2, ts);
     this.items.touch(item);
   }
 
-  private decayUser(user: number, dt: number): void {
+  /** Decays the user's counters and affinities by `dt`; `ub4` is the user's row in 4-byte elements. */
+  private decayUser(ub4: number, dt: number): void {
     const c = this.config;
-    const uc = this.users.columns.cols;
+    const f32 = this.users.rows.f32;
     const H = this.halfLives.length;
-    const C = H * c.user.counterTypes.length;
+    const counters = ub4 + this.u.counters;
+    const end = counters + H * c.user.counterTypes.length;
     for (let h = 0; h < H; h++) {
       const f = decay(dt, this.halfLives[h]!);
-      for (let i = user * C + h; i < (user + 1) * C; i += H) uc.counters[i]! *= f;
+      for (let at = counters + h; at < end; at += H) f32[at]! *= f;
     }
+    if (this.users.rows.u8[ub4 * 4 + this.u.affinityHeld] === 0) return;
     const K = c.user.affinitySlots;
-    if (K > 0) {
+    const values = ub4 + this.u.affinityValues;
+    let held = false;
+    for (let at = values; at < values + K; at++) if (f32[at] !== 0) held = true;
+    // Zeros stay zeros: only held affinities need the decay factor.
+    if (held) {
       const f = decay(dt, c.user.affinityHalfLifeMs);
-      for (let i = user * K; i < (user + 1) * K; i++) uc.affinityValues[i]! *= f;
+      for (let at = values; at < values + K; at++) f32[at]! *= f;
     }
   }
 
-  private addAffinity(user: number, attribute: number, amount: number): void {
+  private addAffinity(ub4: number, attribute: number, amount: number): void {
     const K = this.config.user.affinitySlots;
-    const keys = this.users.columns.cols.affinityKeys;
-    const values = this.users.columns.cols.affinityValues;
-    let weakest = user * K;
-    for (let i = user * K; i < (user + 1) * K; i++) {
-      if (values[i] !== 0 && keys[i] === attribute) {
-        values[i]! += amount;
+    const keys = this.users.rows.u32;
+    const values = this.users.rows.f32;
+    const keyBase = ub4 + this.u.affinityKeys;
+    const valueBase = ub4 + this.u.affinityValues;
+    let weakest = 0;
+    for (let k = 0; k < K; k++) {
+      if (values[valueBase + k] !== 0 && keys[keyBase + k] === attribute) {
+        values[valueBase + k]! += amount;
+        this.users.rows.u8[ub4 * 4 + this.u.affinityHeld] = 1;
         return;
       }
-      if (Math.abs(values[i]!) < Math.abs(values[weakest]!)) weakest = i;
+      if (Math.abs(values[valueBase + k]!) < Math.abs(values[valueBase + weakest]!)) weakest = k;
     }
     // A new attribute takes the weakest slot when it is stronger; an empty slot has weight 0.
-    if (Math.abs(amount) > Math.abs(values[weakest]!)) {
-      keys[weakest] = attribute;
-      values[weakest] = amount;
+    if (Math.abs(amount) > Math.abs(values[valueBase + weakest]!)) {
+      keys[keyBase + weakest] = attribute;
+      values[valueBase + weakest] = amount;
+      this.users.rows.u8[ub4 * 4 + this.u.affinityHeld] = 1;
     }
   }
 
   private pushRing(user: number, r: number, ref: number): void {
-    const R = this.config.user.histories.length;
-    const length = this.config.user.histories[r]!.length;
-    const uc = this.users.columns.cols;
-    const base = user * this.ringTotal + this.ringOffsets[r]!;
-    const head = uc.ringHead[user * R + r]!;
-    uc.rings[base + head] = ref;
-    uc.ringHead[user * R + r] = (head + 1) % length;
-    if (uc.ringFill[user * R + r]! < length) uc.ringFill[user * R + r]!++;
+    const U = this.users.rows;
+    const length = this.ringLengths[r]!;
+    const headAt = user * U.stride + this.u.ringHead + r;
+    const fillAt = user * U.stride + this.u.ringFill + r;
+    const head = U.u8[headAt]!;
+    U.u32[user * U.stride4 + this.u.rings + this.ringOffsets[r]! + head] = ref;
+    U.u8[headAt] = (head + 1) % length;
+    if (U.u8[fillAt]! < length) U.u8[fillAt]!++;
   }
 
   /** 32-bit references of the user's most recent items in ring `r`, newest first, at most `limit`. */
@@ -450,31 +524,29 @@ export class FeatureCache {
 
   /** Calls `visit` with the user's items in ring `r`, newest first, at most `limit`. */
   private forEachRecent(user: number, r: number, limit: number, visit: (ref: number) => void): void {
-    const R = this.config.user.histories.length;
-    const length = this.config.user.histories[r]!.length;
-    const uc = this.users.columns.cols;
-    const base = user * this.ringTotal + this.ringOffsets[r]!;
-    const fill = Math.min(uc.ringFill[user * R + r]!, limit);
-    let at = uc.ringHead[user * R + r]!;
+    const U = this.users.rows;
+    const length = this.ringLengths[r]!;
+    const base = user * U.stride4 + this.u.rings + this.ringOffsets[r]!;
+    const fill = Math.min(U.u8[user * U.stride + this.u.ringFill + r]!, limit);
+    let at = U.u8[user * U.stride + this.u.ringHead + r]!;
     for (let n = 0; n < fill; n++) {
       at = (at + length - 1) % length;
-      visit(uc.rings[base + at]!);
+      visit(U.u32[base + at]!);
     }
   }
 
   /** Pairs the new item with the user's most recent ones, both ways, in space-saving top-K neighbour lists. */
   private covisit(user: number, item: number, ref: number): void {
-    const R = this.config.user.histories.length;
-    const length = this.config.user.histories[0]!.length;
-    const uc = this.users.columns.cols;
-    const base = user * this.ringTotal;
-    const fill = Math.min(uc.ringFill[user * R]!, this.config.item.covisitRecent);
-    let at = uc.ringHead[user * R]!;
+    const U = this.users.rows;
+    const length = this.ringLengths[0]!;
+    const base = user * U.stride4 + this.u.rings;
+    const fill = Math.min(U.u8[user * U.stride + this.u.ringFill]!, this.config.item.covisitRecent);
+    let at = U.u8[user * U.stride + this.u.ringHead]!;
     for (let n = 0; n < fill; n++) {
-      at = (at + length - 1) % length;
-      const recent = uc.rings[base + at]!;
+      at = at === 0 ? length - 1 : at - 1;
+      const recent = U.u32[base + at]!;
       if (recent === ref) continue;
-      const other = this.itemRefIndex.find(recent);
+      const other = this.items.index.findRef(recent);
       if (other < 0) continue;
       this.addNeighbour(item, recent);
       this.addNeighbour(other, ref);
@@ -484,34 +556,46 @@ export class FeatureCache {
 
   private addNeighbour(item: number, neighbour: number): void {
     const K = this.config.item.covisitNeighbours;
-    const keys = this.items.columns.cols.covisitKeys;
-    const scores = this.items.columns.cols.covisitScores;
-    let weakest = item * K;
-    for (let i = item * K; i < (item + 1) * K; i++) {
-      if (scores[i] !== 0 && keys[i] === neighbour) {
-        scores[i]!++;
+    const I = this.items.rows;
+    const keys = I.u32;
+    const scores = I.f32;
+    const start = item * I.stride4 + this.i.covisit;
+    const end = start + 2 * K;
+    for (let at = start; at < end; at += 2) {
+      if (keys[at] === neighbour && scores[at + 1] !== 0) {
+        scores[at + 1] = scores[at + 1]! + 1;
         return;
       }
-      if (scores[i]! < scores[weakest]!) weakest = i;
+    }
+    // Not held: it replaces the first of the weakest (an empty entry has score 0).
+    let weakest = start;
+    let least = scores[start + 1]!;
+    for (let at = start + 2; at < end; at += 2) {
+      const score = scores[at + 1]!;
+      if (score < least) {
+        least = score;
+        weakest = at;
+      }
     }
     keys[weakest] = neighbour;
-    scores[weakest] = scores[weakest]! + 1;
+    scores[weakest + 1] = least + 1;
   }
 
-  private countInWindows(item: number, type: number, ts: number): void {
-    const ic = this.items.columns.cols;
-    const epochs = ic.bucketEpochs;
-    const counts = ic.bucketCounts;
-    const T = this.config.item.windowTypes.length;
+  /** Counts the event in its bucket of every window; `at` is the item's first bucket, in 4-byte elements. */
+  private countInWindows(at: number, type: number, ts: number): void {
+    const I = this.items.rows;
+    const epochs = I.i32;
+    const counts = I.u32;
+    const entry = 1 + this.config.item.windowTypes.length;
     for (let wi = 0; wi < this.windowWidths.length; wi++) {
       const epoch = Math.floor(ts / this.windowWidths[wi]!);
-      const at = item * this.totalBuckets + this.windowOffsets[wi]! + (epoch % this.windowBuckets[wi]!);
-      const held = epochs[at]!;
-      if (held === epoch) counts[at * T + type]!++;
-      else if (held < epoch) {
-        epochs[at] = epoch;
-        for (let t = 0; t < T; t++) counts[at * T + t] = 0;
-        counts[at * T + type] = 1;
+      const bucket = at + (this.windowOffsets[wi]! + (epoch % this.windowBuckets[wi]!)) * entry;
+      const held = epochs[bucket]!;
+      if (held === epoch + 1) counts[bucket + 1 + type]!++;
+      else if (held < epoch + 1) {
+        epochs[bucket] = epoch + 1;
+        for (let t = 1; t < entry; t++) counts[bucket + t] = 0;
+        counts[bucket + 1 + type] = 1;
       }
     }
   }
@@ -532,10 +616,11 @@ export class FeatureCache {
     this.globalsDirty = true;
     if (click) this.globalClicks += amount;
     else this.globalImpressions += amount;
-    const ic = this.items.columns.cols;
-    const A = this.config.item.maxAttributes;
-    for (let a = 0; a < ic.attributeCount[item]!; a++) {
-      const key = ic.attributes[item * A + a]!;
+    const I = this.items.rows;
+    const count = I.u8[item * I.stride + this.i.attributeCount]!;
+    const base = item * I.stride4 + this.i.attributes;
+    for (let a = 0; a < count; a++) {
+      const key = I.u32[base + a]!;
       let stats = this.attributeStats.get(key);
       if (!stats) {
         if (this.attributeStats.size >= MAX_ATTRIBUTE_VALUES) continue;
@@ -550,7 +635,9 @@ export class FeatureCache {
   private updateItemMetadata(e: ItemEvent): void {
     const c = this.config.item;
     const item = this.itemSlotOrCreate(e.itemId, e.ts);
-    const ic = this.items.columns.cols;
+    const I = this.items.rows;
+    const i = this.i;
+    const I4 = item * I.stride4;
     let count = 0;
     for (const field of c.attributeFields) {
       const value = e.fields[field];
@@ -558,20 +645,20 @@ export class FeatureCache {
       const values: readonly (string | number | boolean)[] = Array.isArray(value) ? value : [value as string | number | boolean];
       for (const v of values) {
         if (count >= c.maxAttributes) break;
-        ic.attributes[item * c.maxAttributes + count++] = attributeKey(field, v);
+        I.u32[I4 + i.attributes + count++] = attributeKey(field, v);
       }
     }
-    ic.attributeCount[item] = count;
+    I.u8[item * I.stride + i.attributeCount] = count;
     c.numericFields.forEach((field, f) => {
       const value = e.fields[field];
-      ic.numeric[item * c.numericFields.length + f] = typeof value === 'number' ? value : 0;
+      I.f32[I4 + i.numeric + f] = typeof value === 'number' ? value : 0;
     });
     Object.entries(c.categoricalFields).forEach(([field, vocab], f) => {
       const value = e.fields[field];
-      ic.categorical[item * Object.keys(c.categoricalFields).length + f] = typeof value === 'string' ? vocab.indexOf(value) + 1 : 0;
+      I.u16[item * I.stride2 + i.categorical + f] = typeof value === 'string' ? vocab.indexOf(value) + 1 : 0;
     });
     const published = publishedTime(e.fields[c.publishedField]);
-    if (published !== undefined) ic.published[item] = published;
+    if (published !== undefined) I.f64[item * I.stride8 + i.published] = published;
     this.items.touch(item);
   }
 
@@ -589,20 +676,24 @@ export class FeatureCache {
     let col = 0;
     const userStart = 0;
     // User block, written into row 0 and copied to the others.
-    const uc = this.users.columns.cols;
+    const U = this.users.rows;
+    const u = this.u;
+    const ub8 = user * U.stride8;
+    const ub4 = user * U.stride4;
     const H = this.halfLives.length;
     out[col++] = user >= 0 ? 1 : 0;
-    const age = user >= 0 ? Math.max(0, now - uc.lastSeen[user]!) : 0;
+    const lastSeen = user >= 0 ? U.f64[ub8 + u.lastSeen]! : 0;
+    const age = user >= 0 ? Math.max(0, now - lastSeen) : 0;
     for (let t = 0; t < c.user.counterTypes.length; t++) {
       for (let h = 0; h < H; h++) {
-        out[col++] = user >= 0 ? uc.counters[user * H * c.user.counterTypes.length + t * H + h]! * decay(age, this.halfLives[h]!) : 0;
+        out[col++] = user >= 0 ? U.f32[ub4 + u.counters + t * H + h]! * decay(age, this.halfLives[h]!) : 0;
       }
     }
-    for (let r = 0; r < c.user.histories.length; r++) out[col++] = user >= 0 ? uc.ringFill[user * c.user.histories.length + r]! : 0;
+    for (let r = 0; r < c.user.histories.length; r++) out[col++] = user >= 0 ? U.u8[user * U.stride + u.ringFill + r]! : 0;
     const inSession = user >= 0 && age <= c.user.sessionGapMs;
     out[col++] = age / HOUR;
-    out[col++] = inSession ? uc.sessionEvents[user]! : 0;
-    out[col++] = inSession ? (uc.lastSeen[user]! - uc.sessionStart[user]!) / 1000 : 0;
+    out[col++] = inSession ? U.u32[ub4 + u.sessionEvents]! : 0;
+    out[col++] = inSession ? (lastSeen - U.f64[ub8 + u.sessionStart]!) / 1000 : 0;
     const userEnd = col;
 
     // What the user block implies for every candidate: their items, affinities and co-visited neighbours.
@@ -614,22 +705,23 @@ export class FeatureCache {
       for (let r = 0; r < c.user.histories.length; r++) this.forEachRecent(user, r, 255, (ref) => interacted.add(ref));
       if (c.item.covisitNeighbours > 0) {
         const K = c.item.covisitNeighbours;
-        const keys = this.items.columns.cols.covisitKeys;
-        const scores = this.items.columns.cols.covisitScores;
+        const I = this.items.rows;
         this.forEachRecent(user, 0, c.item.covisitRecent, (ref) => {
-          const slot = this.itemRefIndex.find(ref);
+          const slot = this.items.index.findRef(ref);
           if (slot < 0) return;
-          for (let i = slot * K; i < (slot + 1) * K; i++) {
-            if (scores[i] !== 0) covisit.set(keys[i]!, (covisit.get(keys[i]!) ?? 0) + scores[i]!);
+          const start = slot * I.stride4 + this.i.covisit;
+          for (let at = start; at < start + 2 * K; at += 2) {
+            const score = I.f32[at + 1]!;
+            if (score !== 0) covisit.set(I.u32[at]!, (covisit.get(I.u32[at]!) ?? 0) + score);
           }
         });
       }
       const K = c.user.affinitySlots;
-      for (let i = user * K; i < (user + 1) * K; i++) {
-        const v = uc.affinityValues[i]!;
+      for (let k = 0; k < K; k++) {
+        const v = U.f32[ub4 + u.affinityValues + k]!;
         if (v === 0) continue;
         affinityMass += Math.abs(v);
-        affinity.set(uc.affinityKeys[i]!, v);
+        affinity.set(U.u32[ub4 + u.affinityKeys + k]!, v);
       }
     }
 
@@ -650,6 +742,11 @@ export class FeatureCache {
     }
 
     const globalCtr = this.globalCtrAt(now);
+    // The same for every candidate: how far attribute statistics have decayed, and each window's current epoch.
+    const attributeDecay = Math.exp((-(now - this.globalTime) * LN2) / this.longestWindow);
+    const currents = this.windowWidths.map((w) => Math.floor(now / w));
+    const I = this.items.rows;
+    const A = c.item.maxAttributes;
     for (let n = 0; n < candidates.length; n++) {
       const base = n * width;
       if (n > 0) {
@@ -658,25 +755,26 @@ export class FeatureCache {
       }
       const key = hash53(candidates[n]!);
       const item = this.items.find(key);
-      col = this.writeItemBlock(out, base + userEnd, item, now, globalCtr);
+      col = this.writeItemBlock(out, base + userEnd, item, now, globalCtr, attributeDecay, currents);
       const ref = low32(key);
       out[col++] = interacted.has(ref) ? 1 : 0;
       let matched = 0;
       if (item >= 0 && affinityMass > 0) {
-        const ic = this.items.columns.cols;
-        for (let a = 0; a < ic.attributeCount[item]!; a++) matched += affinity.get(ic.attributes[item * c.item.maxAttributes + a]!) ?? 0;
+        const count = I.u8[item * I.stride + this.i.attributeCount]!;
+        const attributes = item * I.stride4 + this.i.attributes;
+        for (let a = 0; a < count && a < A; a++) matched += affinity.get(I.u32[attributes + a]!) ?? 0;
       }
       out[col++] = affinityMass > 0 ? matched / affinityMass : 0;
       out[col++] = covisit.get(ref) ?? 0;
       if (item >= 0) {
-        this.items.columns.cols.referenced[item] = 1;
-        const updated = this.items.columns.cols.lastEvent[item]!;
+        this.items.reference(item);
+        const updated = I.f64[item * I.stride8 + this.i.lastEvent]!;
         if (updated > 0) this.noteServedAge(now - updated);
       }
     }
     if (user >= 0) {
-      uc.referenced[user] = 1;
-      this.noteServedAge(now - uc.lastSeen[user]!);
+      this.users.reference(user);
+      this.noteServedAge(now - lastSeen);
     }
     return rows;
   }
@@ -697,14 +795,13 @@ export class FeatureCache {
     return ages;
   }
 
-
   private globalCtrAt(now: number): number {
     const { ctrPrior, ctrPriorWeight } = this.config.item;
     const f = Math.exp((-(now - this.globalTime) * LN2) / this.longestWindow);
     return (this.globalClicks * f + ctrPriorWeight * ctrPrior) / (this.globalImpressions * f + ctrPriorWeight);
   }
 
-  private writeItemBlock(out: Float32Array, col: number, item: number, now: number, globalCtr: number): number {
+  private writeItemBlock(out: Float32Array, col: number, item: number, now: number, globalCtr: number, attributeDecay: number, currents: readonly number[]): number {
     const c = this.config.item;
     const T = c.windowTypes.length;
     const width = this.itemWidth;
@@ -716,21 +813,26 @@ export class FeatureCache {
       out[ctrAt + 1] = globalCtr;
       return col + width;
     }
-    const ic = this.items.columns.cols;
+    const I = this.items.rows;
+    const i = this.i;
+    const I4 = item * I.stride4;
+    const ib8 = item * I.stride8;
     out[col++] = 1;
-    const epochs = ic.bucketEpochs;
-    const counts = ic.bucketCounts;
+    const epochs = I.i32;
+    const counts = I.u32;
+    const entry = 1 + T;
     let longestClicks = 0;
     let longestImpressions = 0;
     for (let wi = 0; wi < this.windowWidths.length; wi++) {
       const buckets = this.windowBuckets[wi]!;
-      const current = Math.floor(now / this.windowWidths[wi]!);
-      const start = item * this.totalBuckets + this.windowOffsets[wi]!;
+      const current = currents[wi]!;
+      const start = I4 + i.buckets + this.windowOffsets[wi]! * entry;
       for (let t = 0; t < T; t++) out[col + t] = 0;
       for (let b = 0; b < buckets; b++) {
-        const epoch = epochs[start + b]!;
+        const at = start + b * entry;
+        const epoch = epochs[at]! - 1;
         if (epoch <= current - buckets || epoch > current) continue;
-        for (let t = 0; t < T; t++) out[col + t]! += counts[(start + b) * T + t]!;
+        for (let t = 0; t < T; t++) out[col + t]! += counts[at + 1 + t]!;
       }
       if (buckets * this.windowWidths[wi]! === this.longestWindow) {
         longestClicks = out[col + this.clickType]!;
@@ -741,23 +843,24 @@ export class FeatureCache {
     const m = c.ctrPriorWeight;
     let attributeClicks = 0;
     let attributeImpressions = 0;
-    const f = Math.exp((-(now - this.globalTime) * LN2) / this.longestWindow);
-    for (let a = 0; a < ic.attributeCount[item]!; a++) {
-      const stats = this.attributeStats.get(ic.attributes[item * c.maxAttributes + a]!);
+    const f = attributeDecay;
+    const attributeCount = I.u8[item * I.stride + i.attributeCount]!;
+    for (let a = 0; a < attributeCount; a++) {
+      const stats = this.attributeStats.get(I.u32[I4 + i.attributes + a]!);
       if (!stats) continue;
       attributeClicks += stats.clicks * f;
       attributeImpressions += stats.impressions * f;
     }
-    const attributeCtr = ic.attributeCount[item]! > 0 ? (attributeClicks + m * globalCtr) / (attributeImpressions + m) : globalCtr;
+    const attributeCtr = attributeCount > 0 ? (attributeClicks + m * globalCtr) / (attributeImpressions + m) : globalCtr;
     out[col++] = (longestClicks + m * attributeCtr) / (longestImpressions + m);
     out[col++] = attributeCtr;
-    out[col++] = ic.trending[item]! * decay(now - ic.trendTime[item]!, c.trendingHalfLifeMs);
-    const published = ic.published[item]!;
-    out[col++] = Math.max(0, now - (Number.isNaN(published) ? ic.firstSeen[item]! : published)) / HOUR;
-    for (let f2 = 0; f2 < c.numericFields.length; f2++) out[col++] = ic.numeric[item * c.numericFields.length + f2]!;
+    out[col++] = I.f32[I4 + i.trending]! * decay(now - I.f64[ib8 + i.trendTime]!, c.trendingHalfLifeMs);
+    const published = I.f64[ib8 + i.published]!;
+    out[col++] = Math.max(0, now - (Number.isNaN(published) ? I.f64[ib8 + i.firstSeen]! : published)) / HOUR;
+    for (let f2 = 0; f2 < c.numericFields.length; f2++) out[col++] = I.f32[I4 + i.numeric + f2]!;
     const vocabularies = this.categoricalVocabularies;
     for (let fi = 0; fi < vocabularies.length; fi++) {
-      const chosen = ic.categorical[item * vocabularies.length + fi]!;
+      const chosen = I.u16[item * I.stride2 + i.categorical + fi]!;
       for (let v = 0; v < vocabularies[fi]!.length; v++) out[col++] = chosen === v + 1 ? 1 : 0;
     }
     return col;
@@ -770,15 +873,11 @@ export class FeatureCache {
     if (user < 0 || r < 0) return [];
     const out: string[] = [];
     this.forEachRecent(user, r, 255, (ref) => {
-      const slot = this.itemRefIndex.find(ref);
+      const slot = this.items.index.findRef(ref);
       if (slot >= 0) out.push(this.itemIds[slot]!);
     });
     return out;
   }
-}
-
-function offset0(sizes: readonly number[]): number {
-  return sizes.reduce((sum, n) => sum + n, 0);
 }
 
 function publishedTime(value: FieldValue | undefined): number | undefined {

@@ -26,3 +26,19 @@ export function low32(key: number): number {
 export function attributeKey(field: string, value: string | number | boolean): number {
   return low32(hash53(`${field}=${String(value)}`));
 }
+
+const HEX_BYTES = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+
+/**
+ * `key.toString(16)` for a whole number below 2^53, about ten times faster: V8 formats doubles in a radix through a
+ * general fraction-aware path, and Redis key names of records are built with this for every record written.
+ */
+export function hex53(key: number): string {
+  const high = Math.floor(key / 4294967296);
+  const low = key >>> 0;
+  const lowHex = HEX_BYTES[low >>> 24]! + HEX_BYTES[(low >>> 16) & 255]! + HEX_BYTES[(low >>> 8) & 255]! + HEX_BYTES[low & 255]!;
+  if (high > 0) return high.toString(16) + lowHex;
+  let start = 0;
+  while (start < 7 && lowHex.charCodeAt(start) === 48) start++;
+  return lowHex.slice(start);
+}

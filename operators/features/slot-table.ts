@@ -1,18 +1,26 @@
 /**
  * Open-addressing hash index from 53-bit keys to dense slots, with linear probing and backward-shift deletion, so a
- * slot can be evicted and reused without tombstones. It stores slot numbers only; the key of each slot lives in the
- * caller's `keys` column, which keeps the index at 4 bytes per entry of capacity.
+ * slot can be evicted and reused without tombstones. Each entry holds the slot and the low 32 bits of its key (its
+ * 32-bit reference), so a probe skips other keys without leaving the table, finds a slot by reference alone
+ * (`findRef`), and confirms a whole key in the slot's row (`keys[slot * stride]`, bound with `bind`), which is the
+ * row the caller reads next.
  */
 export class SlotIndex {
+  /** Pairs of int32: the slot (-1: empty) and the low 32 bits of its key. */
   private table: Int32Array;
   private mask: number;
+  private keys: Float64Array = new Float64Array(0);
+  private stride = 1;
 
-  constructor(
-    capacity: number,
-    private keys: () => ArrayLike<number>,
-  ) {
-    this.table = new Int32Array(SlotIndex.sizeFor(capacity)).fill(-1);
-    this.mask = this.table.length - 1;
+  constructor(capacity: number) {
+    this.table = new Int32Array(2 * SlotIndex.sizeFor(capacity)).fill(-1);
+    this.mask = this.table.length / 2 - 1;
+  }
+
+  /** Where the keys are: `keys[slot * stride]`. Call again whenever the rows move. */
+  bind(keys: Float64Array, stride: number): void {
+    this.keys = keys;
+    this.stride = stride;
   }
 
   /** Index size for `capacity` entries at a load of at most 0.75. */
@@ -26,53 +34,68 @@ export class SlotIndex {
     return this.table.byteLength;
   }
 
-  private home(key: number): number {
-    // The low bits of a cyrb53 key are well mixed already.
-    return (key % 4294967296 >>> 0) & this.mask;
-  }
-
   find(key: number): number {
-    const keys = this.keys();
-    for (let i = this.home(key); ; i = (i + 1) & this.mask) {
-      const slot = this.table[i]!;
+    const table = this.table;
+    const mask = this.mask;
+    const keys = this.keys;
+    const stride = this.stride;
+    // The low bits of a cyrb53 key are well mixed already.
+    const tag = key % 4294967296 | 0;
+    for (let i = tag & mask; ; i = (i + 1) & mask) {
+      const slot = table[2 * i]!;
       if (slot < 0) return -1;
-      if (keys[slot] === key) return slot;
+      if (table[2 * i + 1] === tag && keys[slot * stride] === key) return slot;
     }
   }
 
-  /** Adds `slot`, whose key is already in the keys column. */
-  insert(slot: number): void {
-    const key = this.keys()[slot]!;
-    let i = this.home(key);
-    while (this.table[i]! >= 0) i = (i + 1) & this.mask;
-    this.table[i] = slot;
+  /** The first slot whose key's low 32 bits are `ref`, or -1. */
+  findRef(ref: number): number {
+    const table = this.table;
+    const mask = this.mask;
+    const tag = ref | 0;
+    for (let i = tag & mask; ; i = (i + 1) & mask) {
+      const slot = table[2 * i]!;
+      if (slot < 0) return -1;
+      if (table[2 * i + 1] === tag) return slot;
+    }
   }
 
+  /** Adds `slot`, whose key is already in its row. */
+  insert(slot: number): void {
+    const tag = this.keys[slot * this.stride]! % 4294967296 | 0;
+    let i = tag & this.mask;
+    while (this.table[2 * i]! >= 0) i = (i + 1) & this.mask;
+    this.table[2 * i] = slot;
+    this.table[2 * i + 1] = tag;
+  }
+
+  /** Removes `slot`, whose key is still in its row. */
   remove(slot: number): void {
-    const keys = this.keys();
-    let i = this.home(keys[slot]!);
-    while (this.table[i] !== slot) {
-      if (this.table[i]! < 0) return;
+    const table = this.table;
+    let i = (this.keys[slot * this.stride]! % 4294967296 | 0) & this.mask;
+    while (table[2 * i] !== slot) {
+      if (table[2 * i]! < 0) return;
       i = (i + 1) & this.mask;
     }
     // Backward-shift: pull later entries of the probe run into the hole when their home allows it.
     let hole = i;
-    for (let j = (i + 1) & this.mask; this.table[j]! >= 0; j = (j + 1) & this.mask) {
-      const home = this.home(keys[this.table[j]!]!);
+    for (let j = (i + 1) & this.mask; table[2 * j]! >= 0; j = (j + 1) & this.mask) {
+      const home = table[2 * j + 1]! & this.mask;
       const distanceHome = (j - home) & this.mask;
       const distanceHole = (j - hole) & this.mask;
       if (distanceHome >= distanceHole) {
-        this.table[hole] = this.table[j]!;
+        table[2 * hole] = table[2 * j]!;
+        table[2 * hole + 1] = table[2 * j + 1]!;
         hole = j;
       }
     }
-    this.table[hole] = -1;
+    table[2 * hole] = -1;
   }
 
   /** Rebuilds for a larger capacity from the slots 0..count-1. */
   resize(capacity: number, count: number): void {
-    this.table = new Int32Array(SlotIndex.sizeFor(capacity)).fill(-1);
-    this.mask = this.table.length - 1;
+    this.table = new Int32Array(2 * SlotIndex.sizeFor(capacity)).fill(-1);
+    this.mask = this.table.length / 2 - 1;
     for (let s = 0; s < count; s++) this.insert(s);
   }
 }
