@@ -1,9 +1,9 @@
 import { Redis, type Cluster, type RedisOptions } from 'ioredis';
 import type { SourcePosition } from '../operators/batch.js';
 import { FeatureCache, type EntityKind, type LookupContext } from '../operators/features/cache.js';
-import { decodeGlobals, decodeItem, decodeUser, encodeGlobals, encodeItem, encodeUser } from '../operators/features/codec.js';
+import { decodeGlobals, decodeItem, decodeUser, encodeGlobals, encodeItem, encodeItemInto, encodeUser, encodeUserInto, itemRecordMaxBytes, userRecordMaxBytes } from '../operators/features/codec.js';
 import type { FeatureConfig } from '../operators/features/config.js';
-import { hash53, low32 } from '../operators/features/hash.js';
+import { hash53, hex53, low32 } from '../operators/features/hash.js';
 import type { FeatureRows } from '../operators/features/rows.js';
 import { isBehaviourEvent, type InputEvent } from '../schema/events.js';
 import { PositionMap, type FeatureStore, type FeatureStoreHealth } from './feature-store.js';
@@ -36,7 +36,10 @@ export interface RedisFeatureStoreOptions {
   readonly role?: 'writer' | 'reader';
   /** Expiry of user and item records. Default 30 days. */
   readonly ttlMs?: number;
-  /** How long changes wait in memory before they are written behind. Default 100 ms. */
+  /**
+   * How long changes wait in memory before they are written behind, counted from the previous write's end while one
+   * is in flight, so a slow write gathers more changes into the next instead of queueing writes. Default 100 ms.
+   */
   readonly flushIntervalMs?: number;
   /** Reader: oldest a cached record may be before a lookup reloads it. Default 1000 ms. */
   readonly maxStalenessMs?: number;
@@ -86,6 +89,8 @@ export class RedisFeatureStore implements FeatureStore {
   private pending = new Map<string, Uint8Array>();
   private flushing: Promise<void> = Promise.resolve();
   private flushTimer: NodeJS.Timeout | undefined;
+  /** A flush is encoding or writing; the next is scheduled when it ends. */
+  private writing = false;
   private failure: string | undefined;
   private readonly loadedAt = new Map<string, number>();
   private globalsLoadedAt = -Infinity;
@@ -122,7 +127,7 @@ export class RedisFeatureStore implements FeatureStore {
 
   private keyOf(kind: EntityKind | 'g' | 'offsets', key = 0): string {
     if (kind === 'g' || kind === 'offsets') return `${this.base}:${kind}`;
-    return `${this.base}:${kind === 'user' ? 'u' : 'i'}:${key.toString(16)}`;
+    return `${this.base}:${kind === 'user' ? 'u' : 'i'}:${hex53(key)}`;
   }
 
   private markFailed(error: unknown): void {
@@ -154,34 +159,39 @@ export class RedisFeatureStore implements FeatureStore {
     if (this.role !== 'writer') throw new Error('a reader feature store takes no updates');
     const evictions = () => this.cache.users.evictions + this.cache.items.evictions;
     const before = evictions();
-    const absent = await this.loadMissing(this.keysOf(events));
+    const absent = await this.loadMissing(this.uncachedKeysOf(events));
     for (const event of events) {
       // Loading or applying may evict a key the batch needs when the batch is large for the budget: load it again.
       if (evictions() !== before && !this.holdsStateOf(event, absent)) {
-        for (const name of await this.loadMissing(this.keysOf([event]))) absent.add(name);
+        for (const name of await this.loadMissing(this.uncachedKeysOf([event]))) absent.add(name);
       }
       this.cache.update(event);
     }
     this.applied.advance(positions);
     if (this.pendingCount() >= this.maxPendingWrites) await this.flushUntilDurable();
-    else this.scheduleFlush(this.flushIntervalMs);
+    else if (!this.writing) this.scheduleFlush(this.flushIntervalMs);
   }
 
-  private keysOf(events: readonly InputEvent[]): Keyed[] {
-    const seen = new Set<string>();
+  /** The users and items the events touch that the cache does not hold, each once. */
+  private uncachedKeysOf(events: readonly InputEvent[]): Keyed[] {
+    const users = new Set<number>();
+    const items = new Set<number>();
     const keys: Keyed[] = [];
-    const add = (kind: EntityKind, id: string) => {
-      const key = kind === 'user' ? hash53(id) : low32(hash53(id));
-      const name = `${kind[0]}${key}`;
-      if (seen.has(name)) return;
-      seen.add(name);
-      keys.push({ kind, key });
+    const addItem = (id: string) => {
+      const ref = low32(hash53(id));
+      if (this.cache.itemSlotByRef(ref) >= 0 || items.has(ref)) return;
+      items.add(ref);
+      keys.push({ kind: 'item', key: ref });
     };
     for (const event of events) {
-      if (event.type === 'item') add('item', event.itemId);
+      if (event.type === 'item') addItem(event.itemId);
       else if (isBehaviourEvent(event)) {
-        add('user', event.userId);
-        add('item', event.itemId);
+        const key = hash53(event.userId);
+        if (this.cache.users.find(key) < 0 && !users.has(key)) {
+          users.add(key);
+          keys.push({ kind: 'user', key });
+        }
+        addItem(event.itemId);
       }
     }
     return keys;
@@ -247,7 +257,8 @@ export class RedisFeatureStore implements FeatureStore {
     keys.forEach((k, i) => {
       const name = names[i]!;
       const bytes = this.pending.get(name) ?? values[i];
-      this.loadedAt.set(name, now);
+      // Only a reader reloads by age; a writer's cache is the newest state.
+      if (this.role === 'reader') this.loadedAt.set(name, now);
       if (!bytes) {
         absent.add(name);
         return;
@@ -324,7 +335,7 @@ export class RedisFeatureStore implements FeatureStore {
 
   /** Records changed in memory and not yet in Redis. */
   pendingCount(): number {
-    return this.pending.size + this.cache.users.dirtySlots.length + this.cache.items.dirtySlots.length + (this.cache.globalsDirty ? 1 : 0);
+    return this.pending.size + this.cache.users.dirtyCount + this.cache.items.dirtyCount + (this.cache.globalsDirty ? 1 : 0);
   }
 
   async close(): Promise<void> {
@@ -336,9 +347,9 @@ export class RedisFeatureStore implements FeatureStore {
 
   private saveEvicted(kind: EntityKind, slot: number): void {
     if (this.role !== 'writer') return;
-    const columns = kind === 'user' ? this.cache.users.columns : this.cache.items.columns;
-    if (columns.cols.dirty[slot] !== 1) return;
-    const key = kind === 'user' ? columns.cols.key[slot]! : this.cache.items.columns.cols.ref[slot]!;
+    const entities = kind === 'user' ? this.cache.users : this.cache.items;
+    if (!entities.isDirty(slot)) return;
+    const key = kind === 'user' ? entities.keyOf(slot) : low32(entities.keyOf(slot));
     this.pending.set(this.keyOf(kind, key), kind === 'user' ? encodeUser(this.cache, slot) : encodeItem(this.cache, slot));
   }
 
@@ -368,17 +379,15 @@ export class RedisFeatureStore implements FeatureStore {
     this.flushing = this.flushing.then(async () => {
       clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
-      const records = this.pending;
+      const pending = this.pending;
       this.pending = new Map();
-      for (const slot of this.cache.users.takeDirty()) records.set(this.keyOf('user', this.cache.users.columns.cols.key[slot]!), encodeUser(this.cache, slot));
-      for (const slot of this.cache.items.takeDirty()) records.set(this.keyOf('item', this.cache.items.columns.cols.ref[slot]!), encodeItem(this.cache, slot));
+      const { names, blob, ends } = this.encodeChanged(pending);
       const globals = this.cache.globalsDirty ? encodeGlobals(this.cache) : undefined;
       this.cache.globalsDirty = false;
       const positions = this.applied.list();
-      if (records.size === 0 && !globals && positions.length === 0) return;
+      if (names.length === 0 && !globals && positions.length === 0) return;
+      this.writing = true;
       try {
-        const names = [...records.keys()];
-        const values = [...records.values()].map((bytes) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
         const offsets = positions.flatMap((p) => [`${p.topic}/${p.partition}`, String(p.offset)]);
         await this.redis.eval(
           CHECKPOINT_SCRIPT,
@@ -391,33 +400,82 @@ export class RedisFeatureStore implements FeatureStore {
           globals ? Buffer.from(globals.buffer, globals.byteOffset, globals.byteLength) : '',
           String(positions.length),
           ...offsets,
-          ...values,
+          blob,
         );
-        this.recordsWritten += records.size;
+        this.recordsWritten += names.length;
         if (this.redis.status === 'ready') this.failure = undefined;
+        this.writing = false;
+        if (this.pendingCount() > 0) this.scheduleFlush(this.flushIntervalMs);
       } catch (error) {
+        this.writing = false;
         this.markFailed(error);
         // Records evicted while the write was in flight are newer than the ones put back. Slots changed meanwhile are
         // dirty again and are encoded afresh at the next flush, over these.
-        for (const [name, bytes] of records) if (!this.pending.has(name)) this.pending.set(name, bytes);
+        names.forEach((name, n) => {
+          if (!this.pending.has(name)) this.pending.set(name, blob.subarray((n === 0 ? 0 : ends[n - 1]!) + 4, ends[n]!));
+        });
         if (globals) this.cache.globalsDirty = true;
       }
     });
     return this.flushing;
   }
+
+  /**
+   * Every dirty slot's record and the pending ones, as their Redis names and one buffer of length-prefixed records
+   * (u32 little-endian length, then the record) in the same order: one allocation per flush, one argument for Redis.
+   * A pending record whose slot is dirty again is left out for the newer one.
+   */
+  private encodeChanged(pending: Map<string, Uint8Array>): { names: string[]; blob: Buffer; ends: number[] } {
+    const cache = this.cache;
+    const users = cache.users.takeDirty();
+    const items = cache.items.takeDirty();
+    let size = users.length * (4 + userRecordMaxBytes(cache));
+    for (const slot of items) size += 4 + itemRecordMaxBytes(cache, slot);
+    for (const bytes of pending.values()) size += 4 + bytes.byteLength;
+    const blob = Buffer.allocUnsafe(size);
+    const names: string[] = [];
+    const ends: number[] = [];
+    let at = 0;
+    const add = (name: string, end: number) => {
+      blob.writeUInt32LE(end - at - 4, at);
+      names.push(name);
+      ends.push(end);
+      at = end;
+    };
+    for (const slot of users) {
+      const name = this.keyOf('user', cache.users.keyOf(slot));
+      pending.delete(name);
+      add(name, encodeUserInto(cache, slot, blob, at + 4));
+    }
+    for (const slot of items) {
+      const name = this.keyOf('item', low32(cache.items.keyOf(slot)));
+      pending.delete(name);
+      add(name, encodeItemInto(cache, slot, blob, at + 4));
+    }
+    for (const [name, bytes] of pending) {
+      blob.set(bytes, at + 4);
+      add(name, at + 4 + bytes.byteLength);
+    }
+    return { names, blob: blob.subarray(0, at), ends };
+  }
 }
 
 /**
  * KEYS: offsets hash, globals, then the records. ARGV: ttl ms, '1' if globals are written, the globals, the number
- * of positions, field/offset pairs, then one value per record.
+ * of positions, field/offset pairs, then the records, each a u32 little-endian length and the bytes, in KEYS order.
  */
 const CHECKPOINT_SCRIPT = `
 local ttl = ARGV[1]
 if ARGV[2] == '1' then redis.call('SET', KEYS[2], ARGV[3]) end
 local positions = tonumber(ARGV[4])
 for j = 1, positions do redis.call('HSET', KEYS[1], ARGV[3 + 2 * j], ARGV[4 + 2 * j]) end
-local base = 4 + 2 * positions
-for k = 3, #KEYS do redis.call('SET', KEYS[k], ARGV[base + k - 2], 'PX', ttl) end
+local records = ARGV[5 + 2 * positions]
+local at = 1
+for k = 3, #KEYS do
+  local length = struct.unpack('<I4', records, at)
+  redis.call('SET', KEYS[k], string.sub(records, at + 4, at + 3 + length), 'PX', ttl)
+  at = at + 4 + length
+end
 return #KEYS - 2
 `;
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { FeatureCache } from '../operators/features/cache.js';
+import { decodeGlobals, decodeItem, decodeUser, encodeGlobals, encodeItem, encodeUser } from '../operators/features/codec.js';
 import { DEFAULT_FEATURE_NAMES, featureNames, resolveFeatureConfig, type FeatureConfig } from '../operators/features/config.js';
 import type { BehaviourEvent, BehaviourType, InputEvent } from '../schema/events.js';
 
@@ -235,5 +236,58 @@ describe('memory bound', () => {
     expect(cache.userSlot('u0')).toBe(-1);
     expect(cache.userSlot(`u${max * 3 - 1}`)).toBeGreaterThanOrEqual(0);
     expect(cache.bytes).toBeLessThanOrEqual(64 * 1024 * 1.2);
+  });
+});
+
+describe('binary records', () => {
+  it('round-trip every user and item into a fresh cache with the same rows, leaving zero words out', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            t: fc.constantFrom<BehaviourType>('impression', 'click', 'view', 'purchase', 'like'),
+            u: fc.integer({ min: 0, max: 4 }),
+            i: fc.integer({ min: 0, max: 8 }),
+            dt: fc.integer({ min: 0, max: 30 * HOUR }),
+            meta: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 80 },
+        ),
+        (stream) => {
+          const cache = new FeatureCache(small);
+          for (const s of stream) {
+            if (s.meta) cache.update(item(`i${s.i}`, { genre: [`g${s.u}`, 'g9'], price: s.dt / HOUR, color: 'blue' }, T0 + s.dt));
+            else cache.update(ev(s.t, `u${s.u}`, `i${s.i}`, T0 + s.dt));
+          }
+          const copy = new FeatureCache(small);
+          decodeGlobals(copy, encodeGlobals(cache));
+          for (let slot = 0; slot < cache.items.count; slot++) {
+            const record = encodeItem(cache, slot);
+            expect(record.byteLength).toBeLessThan(4 + cache.items.rows.stride + cache.itemIds[slot]!.length);
+            expect(decodeItem(copy, record)).toBe(cache.itemIds[slot]);
+          }
+          for (let slot = 0; slot < cache.users.count; slot++) expect(decodeUser(copy, cache.users.keyOf(slot), encodeUser(cache, slot))).toBe(true);
+          const candidates = Array.from({ length: 10 }, (_, n) => `i${n}`);
+          for (let u = 0; u < 6; u++) {
+            const context = { ts: T0 + 31 * HOUR, fields: { device: 'mobile', slot: 1 } };
+            expect(Array.from(copy.lookup(`u${u}`, candidates, context).values)).toEqual(Array.from(cache.lookup(`u${u}`, candidates, context).values));
+            expect(copy.recentItems(`u${u}`)).toEqual(cache.recentItems(`u${u}`));
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  it('refuses records written under another config, and damaged ones', () => {
+    const cache = new FeatureCache(small);
+    cache.update(ev('click', 'u', 'a', T0));
+    const other = new FeatureCache({ ...small, user: { ...small.user, affinitySlots: 3 } });
+    expect(decodeUser(other, cache.users.keyOf(0), encodeUser(cache, 0))).toBe(false);
+    expect(decodeItem(other, encodeItem(cache, 0))).toBeUndefined();
+    const user = encodeUser(cache, 0);
+    expect(decodeUser(new FeatureCache(small), cache.users.keyOf(0), user.subarray(0, user.byteLength - 1))).toBe(false);
+    const item = encodeItem(cache, 0);
+    expect(decodeItem(new FeatureCache(small), item.subarray(0, 8))).toBeUndefined();
   });
 });
