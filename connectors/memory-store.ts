@@ -44,7 +44,12 @@ export class MemoryFeatureStore implements FeatureStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw new Error(`cannot read the feature snapshot in ${this.options.snapshotDir}`, { cause: error });
     }
-    const positions = readSnapshot(this.cache, bytes);
+    let positions: readonly SourcePosition[];
+    try {
+      positions = readSnapshot(this.cache, bytes);
+    } catch (error) {
+      throw new Error(`cannot restore the feature snapshot ${join(this.options.snapshotDir, SNAPSHOT_FILE)}`, { cause: error });
+    }
     this.applied.advance(positions);
     return positions;
   }
@@ -157,7 +162,7 @@ function readSnapshot(cache: FeatureCache, bytes: Buffer): SourcePosition[] {
   };
   at += headerLength;
   if (header.fingerprint !== layoutFingerprint(cache)) {
-    throw new Error('feature snapshot: written under another feature config; remove it or restore the config');
+    throw new Error('it was written under another feature config or record format (an older Eddy); remove it, or go back to that config');
   }
   const next = (): Uint8Array => {
     const length = bytes.readUInt32LE(at);

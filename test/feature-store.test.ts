@@ -70,6 +70,19 @@ describe('features pipeline on the embedded log', () => {
     await log.close();
   });
 
+  it('refuses a snapshot written under another feature config, naming the file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'eddy-features-'));
+    dirs.push(dir);
+    const written = new MemoryFeatureStore({ snapshotDir: dir, snapshotIntervalMs: 0 });
+    await written.update([{ id: 'e1', type: 'click', userId: 'u1', itemId: 'i1', ts: T0 }]);
+    await written.close();
+    const other = new MemoryFeatureStore({ snapshotDir: dir, features: { user: { histories: [{ name: 'recent', types: ['click'], length: 5 }] } } });
+    const error = await other.restore().catch((e: unknown) => e as Error);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).message).toContain(join(dir, 'features.snapshot'));
+    expect(((error as Error).cause as Error).message).toMatch(/another feature config/);
+  });
+
   it('snapshots to a directory and resumes from the stored positions after a restart', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'eddy-features-'));
     dirs.push(dir);
