@@ -175,6 +175,51 @@ describe('co-visitation recall', () => {
     expect(ids(covisit.neighbours('a', 10, T0 + 5 * HOUR))).toEqual(['fresh', 'stale5', 'stale4', 'stale3']);
   });
 
+  it('with cosine similarity, prefers a neighbour seen with the item over one that is popular everywhere', () => {
+    const feedAll = (covisit: CoVisitationRecaller) => {
+      // 'blockbuster' follows 'a' for three users and is watched with everything else by twenty more; 'niche' follows
+      // 'a' for two users and is seen nowhere else.
+      for (let u = 0; u < 3; u++) {
+        covisit.observe(behaviour(`fan${u}`, 'a', T0));
+        covisit.observe(behaviour(`fan${u}`, 'blockbuster', T0 + 1));
+      }
+      for (let u = 0; u < 2; u++) {
+        covisit.observe(behaviour(`niche${u}`, 'a', T0));
+        covisit.observe(behaviour(`niche${u}`, 'niche', T0 + 1));
+      }
+      for (let u = 0; u < 20; u++) {
+        covisit.observe(behaviour(`crowd${u}`, `other${u}`, T0));
+        covisit.observe(behaviour(`crowd${u}`, 'blockbuster', T0 + 1));
+      }
+    };
+    const counts = new CoVisitationRecaller();
+    const cosine = new CoVisitationRecaller({ similarity: 'cosine', shrinkage: 0 });
+    feedAll(counts);
+    feedAll(cosine);
+    expect(ids(counts.recall(request({ recentItems: ['a'], now: T0 + 1 })))).toEqual(['blockbuster', 'niche']);
+    const result = cosine.recall(request({ recentItems: ['a'], now: T0 + 1 }));
+    expect(ids(result)).toEqual(['niche', 'blockbuster']);
+    // cos(a, niche) = 2 / sqrt(5 * 2); cos(a, blockbuster) = 3 / sqrt(5 * 23).
+    expect(result[0]!.score).toBeCloseTo(2 / Math.sqrt(10), 6);
+    expect(result[1]!.score).toBeCloseTo(3 / Math.sqrt(115), 6);
+    expect(() => new CoVisitationRecaller({ similarity: 'jaccard' as 'cosine' })).toThrow(/similarity/);
+  });
+
+  it('weighs pairs by direction and by distance in the sequence when asked', () => {
+    const covisit = new CoVisitationRecaller({ backwardWeight: 0.25, distanceDecay: 0.5 });
+    covisit.observe(behaviour('u', 'a', T0));
+    covisit.observe(behaviour('u', 'b', T0 + 1));
+    covisit.observe(behaviour('u', 'c', T0 + 2));
+    // a -> b (1), b -> c (1) and a -> c at distance 1 (0.5); backwards a quarter of each.
+    const score = (from: string, to: string) => covisit.neighbours(from, 5, T0 + 2).find((c) => c.itemId === to)?.score ?? 0;
+    expect(score('a', 'b')).toBeCloseTo(1, 3);
+    expect(score('b', 'a')).toBeCloseTo(0.25, 3);
+    expect(score('a', 'c')).toBeCloseTo(0.5, 3);
+    expect(score('c', 'a')).toBeCloseTo(0.125, 3);
+    expect(score('c', 'b')).toBeCloseTo(0.25, 3);
+    expect(() => new CoVisitationRecaller({ backwardWeight: 2 })).toThrow(/backwardWeight/);
+  });
+
   it('keeps histories for a bounded number of users', () => {
     const histories = new UserHistories({ length: 2, maxUsers: 2 });
     histories.push('u1', { itemId: 'a', ts: 1, weight: 1 });

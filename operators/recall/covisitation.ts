@@ -8,6 +8,12 @@ import { DEFAULT_EVENT_WEIGHTS, eventWeight, isItemEvent, type EventWeights, typ
  * (K = `neighbours`): when full, it keeps its K strongest and takes the new one. Because new weights are scaled up
  * against the origin, stale pairs give way to fresh ones. Recall sums, over the user's recent items (the most
  * recent weighted most), the weights of their neighbours.
+ *
+ * With `similarity: 'cosine'` a pair's weight is divided by sqrt(n(a) n(b)) + `shrinkage`, where n counts each item's
+ * (decayed, weighted) interactions: raw co-visitation counts favour whatever is popular, since a blockbuster
+ * co-occurs with everything, while the cosine asks how much more often two items go together than their popularity
+ * explains. The shrinkage keeps a pair seen once among rare items from looking perfect. Pruning then keeps the
+ * neighbours with the highest cosine rather than the highest counts.
  */
 
 export interface CoVisitationRecallerOptions {
@@ -29,9 +35,31 @@ export interface CoVisitationRecallerOptions {
   readonly maxRecent?: number;
   /** The k-th most recent item's neighbours count `recencyDecay^k`. Default 0.8. */
   readonly recencyDecay?: number;
+  /** `count`: raw decayed pair weights; `cosine`: normalised by both items' interaction counts. Default `count`. */
+  readonly similarity?: 'count' | 'cosine';
+  /** With `similarity: 'cosine'`, added to the denominator (in interactions). Default 10. */
+  readonly shrinkage?: number;
+  /**
+   * Weight of the pair (b, a) when b follows a, relative to (a, b): 1 counts co-visitation both ways, 0 only the
+   * forward direction (what users go on to after a), for sequences where order carries meaning. Default 1.
+   */
+  readonly backwardWeight?: number;
+  /** The k-th previous interaction pairs with weight `distanceDecay^k` (0 is the one just before). Default 1. */
+  readonly distanceDecay?: number;
 }
 
 const EXPONENT_LIMIT = 512;
+
+/** One item's state: its interaction count, its neighbours, and scratch space for summing scores in a request. */
+interface ItemNode {
+  readonly itemId: string;
+  /** Decayed, weighted interactions, stored against the origin like pair weights. */
+  count: number;
+  neighbours: NeighbourList | undefined;
+  /** The request that last touched `score`. */
+  mark: number;
+  score: number;
+}
 
 export class CoVisitationRecaller implements Recaller {
   readonly name: string;
@@ -42,8 +70,14 @@ export class CoVisitationRecaller implements Recaller {
   private readonly maxRecent: number;
   private readonly recencyDecay: number;
   private readonly histories: UserHistories;
-  private readonly pairs = new Map<string, NeighbourList>();
+  private readonly nodes = new Map<string, ItemNode>();
+  private readonly cosine: boolean;
+  private readonly shrinkage: number;
+  private readonly backwardWeight: number;
+  private readonly distanceDecay: number;
   private origin: number | undefined;
+  private requests = 0;
+  private withNeighbours = 0;
 
   constructor(options: CoVisitationRecallerOptions = {}) {
     this.name = options.name ?? 'covisit';
@@ -54,11 +88,20 @@ export class CoVisitationRecaller implements Recaller {
     this.maxRecent = options.maxRecent ?? 10;
     this.recencyDecay = options.recencyDecay ?? 0.8;
     this.histories = new UserHistories({ length: options.historyLength ?? 10, maxUsers: options.maxUsers ?? 100_000 });
+    const similarity = options.similarity ?? 'count';
+    if (similarity !== 'count' && similarity !== 'cosine') throw new RangeError(`similarity must be "count" or "cosine", got "${String(similarity)}"`);
+    this.cosine = similarity === 'cosine';
+    this.shrinkage = options.shrinkage ?? 10;
+    if (!(this.shrinkage >= 0)) throw new RangeError(`shrinkage must be non-negative, got ${this.shrinkage}`);
+    this.backwardWeight = options.backwardWeight ?? 1;
+    this.distanceDecay = options.distanceDecay ?? 1;
+    if (!(this.backwardWeight >= 0 && this.backwardWeight <= 1)) throw new RangeError(`backwardWeight must be in [0, 1], got ${this.backwardWeight}`);
+    if (!(this.distanceDecay > 0 && this.distanceDecay <= 1)) throw new RangeError(`distanceDecay must be in (0, 1], got ${this.distanceDecay}`);
   }
 
   /** Items with neighbour lists. */
   get size(): number {
-    return this.pairs.size;
+    return this.withNeighbours;
   }
 
   observe(event: RecallEvent): void {
@@ -73,24 +116,33 @@ export class CoVisitationRecaller implements Recaller {
       exponent = 0;
     }
     const increment = weight * 2 ** exponent;
+    const node = this.node(event.itemId);
+    node.count += increment;
     const paired = new Set<string>();
     for (let i = previous.length - 1; i >= 0; i--) {
       const entry = previous[i]!;
       if (entry.itemId === event.itemId || paired.has(entry.itemId)) continue;
       if (Math.abs(event.ts - entry.ts) > this.windowMs) continue;
+      const closeness = this.distanceDecay === 1 ? increment : increment * this.distanceDecay ** paired.size;
       paired.add(entry.itemId);
-      this.addPair(entry.itemId, event.itemId, increment);
-      this.addPair(event.itemId, entry.itemId, increment);
+      const other = this.node(entry.itemId);
+      this.addPair(other, node, closeness);
+      if (this.backwardWeight > 0) this.addPair(node, other, closeness * this.backwardWeight);
     }
   }
 
-  /** An item's strongest neighbours with their decayed weights at `now`. */
+  /** An item's strongest neighbours with their decayed weights (or cosines) at `now`. */
   neighbours(itemId: string, count: number, now: number): ScoredCandidate[] {
-    const list = this.pairs.get(itemId);
+    const from = this.nodes.get(itemId);
+    const list = from?.neighbours;
     if (!list) return [];
     const scale = this.scaleAt(now);
+    const shrinkage = scale > 0 ? this.shrinkage / scale : 0;
     const out: ScoredCandidate[] = [];
-    list.forEach((stored, neighbour) => out.push({ itemId: neighbour, score: stored * scale, source: this.name }));
+    list.forEach((stored, neighbour) => {
+      const score = this.cosine ? stored / (Math.sqrt(from.count * neighbour.count) + shrinkage) : stored * scale;
+      out.push({ itemId: neighbour.itemId, score, source: this.name });
+    });
     return out.sort((a, b) => b.score - a.score).slice(0, count);
   }
 
@@ -98,54 +150,73 @@ export class CoVisitationRecaller implements Recaller {
     const recent = request.recentItems;
     const expanded = Math.min(recent.length, this.maxRecent);
     if (expanded === 0 || request.count <= 0) return [];
-    const scores = new Map<string, number>();
+    const mark = ++this.requests;
+    const scale = this.scaleAt(request.now);
+    // Stored weights and counts share the origin's scale, so the cosine needs only the shrinkage converted to it.
+    const shrinkage = scale > 0 ? this.shrinkage / scale : 0;
+    const touched: ItemNode[] = [];
     let recency = 1;
     for (let k = 0; k < expanded; k++, recency *= this.recencyDecay) {
+      const from = this.nodes.get(recent[k]!);
+      const list = from?.neighbours;
+      if (!list) continue;
       const weight = recency;
+      const ownRoot = Math.sqrt(from.count);
       // forEach, unlike for-of over entries, allocates nothing per neighbour.
-      this.pairs.get(recent[k]!)?.forEach((stored, neighbour) => {
-        scores.set(neighbour, (scores.get(neighbour) ?? 0) + weight * stored);
+      list.forEach((stored, neighbour) => {
+        if (neighbour.mark !== mark) {
+          neighbour.mark = mark;
+          neighbour.score = 0;
+          touched.push(neighbour);
+        }
+        neighbour.score += this.cosine ? (weight * stored) / (ownRoot * Math.sqrt(neighbour.count) + shrinkage) : weight * stored * scale;
       });
     }
     const own = new Set(recent);
-    const ids: string[] = [];
-    const values: number[] = [];
-    scores.forEach((value, itemId) => {
-      if (own.has(itemId)) return;
-      ids.push(itemId);
-      values.push(value);
-    });
-    const order = Array.from(ids.keys()).sort((a, b) => values[b]! - values[a]!);
-    const scale = this.scaleAt(request.now);
     const accept = request.accept;
     const out: ScoredCandidate[] = [];
-    for (let i = 0; i < order.length && out.length < request.count; i++) {
-      const itemId = ids[order[i]!]!;
-      if (accept && !accept(itemId)) continue;
-      out.push({ itemId, score: values[order[i]!]! * scale, source: this.name });
+    touched.sort(byScore);
+    for (let i = 0; i < touched.length && out.length < request.count; i++) {
+      const node = touched[i]!;
+      if (own.has(node.itemId) || (accept && !accept(node.itemId))) continue;
+      out.push({ itemId: node.itemId, score: node.score, source: this.name });
     }
     return out;
+  }
+
+  private node(itemId: string): ItemNode {
+    let node = this.nodes.get(itemId);
+    if (!node) {
+      node = { itemId, count: 0, neighbours: undefined, mark: 0, score: 0 };
+      this.nodes.set(itemId, node);
+    }
+    return node;
   }
 
   private scaleAt(now: number): number {
     return this.origin === undefined ? 0 : 2 ** ((this.origin - now) / this.halfLifeMs);
   }
 
-  private addPair(from: string, to: string, increment: number): void {
-    let list = this.pairs.get(from);
-    if (!list) {
-      list = new NeighbourList(this.capacity);
-      this.pairs.set(from, list);
+  private addPair(from: ItemNode, to: ItemNode, increment: number): void {
+    if (!from.neighbours) {
+      // Pruning by cosine: the source item's own count is the same for all its neighbours.
+      from.neighbours = new NeighbourList(this.capacity, this.cosine ? (stored, neighbour) => stored / Math.sqrt(neighbour.count || 1) : undefined);
+      this.withNeighbours++;
     }
-    list.add(to, increment);
+    from.neighbours.add(to, increment);
   }
 
   private rebase(ts: number): void {
     const factor = 2 ** ((this.origin! - ts) / this.halfLifeMs);
-    for (const list of this.pairs.values()) list.scale(factor);
+    for (const node of this.nodes.values()) {
+      node.count *= factor;
+      node.neighbours?.scale(factor);
+    }
     this.origin = ts;
   }
 }
+
+const byScore = (a: ItemNode, b: ItemNode) => b.score - a.score;
 
 /**
  * One item's neighbours and weights. Weights live in a Float64Array rather than as Map values, which V8 would box
@@ -153,44 +224,50 @@ export class CoVisitationRecaller implements Recaller {
  * strongest (one sort per K insertions keeps each insertion cheap).
  */
 class NeighbourList {
-  private readonly slots = new Map<string, number>();
-  private ids: string[] = [];
+  private readonly slots = new Map<ItemNode, number>();
+  private nodes: ItemNode[] = [];
   private readonly weights: Float64Array;
 
-  constructor(private readonly capacity: number) {
+  /** `strength` orders neighbours for pruning; default their weights. */
+  constructor(
+    private readonly capacity: number,
+    private readonly strength?: (weight: number, neighbour: ItemNode) => number,
+  ) {
     this.weights = new Float64Array(2 * capacity);
   }
 
-  add(neighbour: string, increment: number): void {
+  add(neighbour: ItemNode, increment: number): void {
     const slot = this.slots.get(neighbour);
     if (slot !== undefined) {
       this.weights[slot]! += increment;
       return;
     }
-    if (this.ids.length >= 2 * this.capacity) this.prune();
-    this.slots.set(neighbour, this.ids.length);
-    this.weights[this.ids.length] = increment;
-    this.ids.push(neighbour);
+    if (this.nodes.length >= 2 * this.capacity) this.prune();
+    this.slots.set(neighbour, this.nodes.length);
+    this.weights[this.nodes.length] = increment;
+    this.nodes.push(neighbour);
   }
 
-  forEach(visit: (weight: number, neighbour: string) => void): void {
-    for (let i = 0; i < this.ids.length; i++) visit(this.weights[i]!, this.ids[i]!);
+  forEach(visit: (weight: number, neighbour: ItemNode) => void): void {
+    for (let i = 0; i < this.nodes.length; i++) visit(this.weights[i]!, this.nodes[i]!);
   }
 
   scale(factor: number): void {
-    for (let i = 0; i < this.ids.length; i++) this.weights[i]! *= factor;
+    for (let i = 0; i < this.nodes.length; i++) this.weights[i]! *= factor;
   }
 
   private prune(): void {
     const weights = this.weights;
-    const order = Array.from(this.ids.keys()).sort((a, b) => weights[b]! - weights[a]!).slice(0, this.capacity);
+    const strength = this.strength;
+    const keys = strength ? this.nodes.map((node, i) => strength(weights[i]!, node)) : weights;
+    const order = Array.from(this.nodes.keys()).sort((a, b) => keys[b]! - keys[a]!).slice(0, this.capacity);
     const kept = order.map((i) => weights[i]!);
-    const ids = order.map((i) => this.ids[i]!);
+    const nodes = order.map((i) => this.nodes[i]!);
     this.slots.clear();
-    ids.forEach((id, i) => {
-      this.slots.set(id, i);
+    nodes.forEach((node, i) => {
+      this.slots.set(node, i);
       weights[i] = kept[i]!;
     });
-    this.ids = ids;
+    this.nodes = nodes;
   }
 }
