@@ -48,6 +48,30 @@ describe('EddyRecommender', () => {
     expect(eddy.samples).toBe(samples);
   });
 
+  it('gives the ranker what recall and the catalogue know: release years, popularity and genres next to the recent items', async () => {
+    const eddy = new EddyRecommender();
+    const YEAR = 365 * 24 * 3_600_000;
+    const movie = (itemId: string, genre: string, year: number): ItemEvent => ({ type: 'item', itemId, ts: 0, fields: Object.assign(Object.create(null), { genres: [genre], year }) });
+    for (const event of [movie('old', 'Drama', 1995), movie('older', 'Drama', 1993), movie('new', 'Comedy', 2015)]) await eddy.learn(event);
+    const now = Date.UTC(2016, 5, 1);
+    let ts = now - YEAR;
+    for (let u = 0; u < 5; u++) for (const id of ['old', 'older', 'new']) await eddy.learn(rating(`u${u}`, id, (ts += 60_000)));
+    await eddy.learn(rating('x', 'old', now - 1000));
+    await eddy.recommend('x', 2, now, new Set(['old']));
+    const rows = eddy.ranker.extend(await eddy.store.lookup('x', ['older', 'new'], { ts: now }), ['older', 'new']);
+    expect(rows.get(0, 'item_year_gap_to_recent')).toBe(1995 - 1993 + 1);
+    expect(rows.get(1, 'item_year_gap_to_recent')).toBe(2015 - 1995 + 1);
+    expect(rows.get(0, 'item_year_gap_to_recent_below4')).toBe(1);
+    expect(rows.get(1, 'item_year_gap_to_recent_below16')).toBe(0);
+    expect(rows.get(1, 'item_years_since_release')).toBe(2016 - 2015 + 1);
+    expect(rows.get(0, 'item_attribute_share_in_recent')).toBe(1);
+    expect(rows.get(1, 'item_attribute_share_in_recent')).toBe(0);
+    expect(rows.get(0, 'item_popularity')).toBeGreaterThan(0);
+    // Co-visitation found both after 'old'; its first pick is marked as such.
+    const firsts = [0, 1].map((i) => rows.get(i, 'recall_covisit_top1'));
+    expect(firsts.sort()).toEqual([0, 1]);
+  });
+
   it('beats popularity and item-kNN on a MovieLens slice', { timeout: 120_000 }, async () => {
     const { ratings, movies } = movieLensSlice(12000);
     const result = await runEvaluation({ ratingsPath: ratings, moviesPath: movies, models: [new EddyRecommender(), ...baselines()] });
