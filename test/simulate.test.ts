@@ -52,5 +52,9 @@ describe('eddy simulate', () => {
     expect(() => parseSimulateArgs(['--policies', 'online,greedy'])).toThrow(/greedy/);
     expect(() => parseSimulateArgs(['--drift-share', '2'])).toThrow(/drift-share/);
     expect(parseSimulateArgs(['--steps', '800'])).toMatchObject({ steps: 800, driftEvery: 200, warmup: 80 });
+    expect(() => parseSimulateArgs(['--quality-drift', '2'])).toThrow(/quality-drift/);
+    // The default world grows and its items' appeal moves; both can be turned off.
+    expect(parseSimulateArgs(['--steps', '800'])).toMatchObject({ arrivals: { everySteps: 40, count: 50 }, world: { noveltyBoost: 2, noveltyHalfLifeMs: 80_000, qualityDrift: 0.5 } });
+    expect(parseSimulateArgs(['--arrivals', '0', '--novelty', '0', '--quality-drift', '0'])).toMatchObject({ arrivals: { count: 0 }, world: { noveltyBoost: 0, qualityDrift: 0 } });
   });
 });

@@ -1,6 +1,6 @@
 import type { EddyService } from '../../connectors/http.js';
 import type { BehaviourEvent, ItemEvent } from '../../schema/events.js';
-import { World, type WorldOptions } from './world.js';
+import { World, type SimItem, type WorldOptions } from './world.js';
 
 export interface LiveSimulatorOptions {
   readonly service: EddyService;
@@ -15,7 +15,12 @@ export interface LiveSimulatorOptions {
 
 /** The demo catalogue as item events: a title and a genre per item, published now. */
 export function catalogueEvents(world: World, now: number): ItemEvent[] {
-  return world.items.map((item) => ({
+  return itemEvents(world.items, now);
+}
+
+/** Item events for simulated items, published at `now`. */
+export function itemEvents(items: readonly SimItem[], now: number): ItemEvent[] {
+  return items.map((item) => ({
     type: 'item',
     itemId: item.itemId,
     ts: now,

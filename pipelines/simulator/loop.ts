@@ -1,4 +1,5 @@
-import type { BehaviourEvent } from '../../schema/events.js';
+import type { BehaviourEvent, ItemEvent } from '../../schema/events.js';
+import { itemEvents } from './live.js';
 import type { World } from './world.js';
 
 /** Anything that ranks for a simulated user and hears what they did. */
@@ -7,6 +8,8 @@ export interface Policy {
   recommend(userId: string, count: number, now: number, requestId: string): Promise<readonly string[]>;
   /** The impressions and clicks the user produced for one recommendation, in event time. */
   observe(events: readonly BehaviourEvent[]): Promise<void>;
+  /** Items that joined the catalogue. Policies that do not serve from a catalogue of their own may ignore them. */
+  addItems?(events: readonly ItemEvent[]): Promise<void>;
 }
 
 export interface SimulationOptions {
@@ -19,6 +22,8 @@ export interface SimulationOptions {
   readonly stepMs?: number;
   /** Steps at which a share of users change taste. */
   readonly drifts?: readonly { readonly atStep: number; readonly share: number }[];
+  /** New items joining the catalogue: `count` every `everySteps` steps. Default none. */
+  readonly arrivals?: { readonly everySteps: number; readonly count: number };
   /** Steps per point of the over-time series. Default steps / 20. */
   readonly bucketSteps?: number;
   /** Called after each step, for progress bars. */
@@ -59,11 +64,18 @@ export async function simulate(world: World, policy: Policy, options: Simulation
   const ctrOverTime: number[] = [];
   const regretOverTime: number[] = [];
 
+  const arrivals = options.arrivals;
+  if (arrivals && !(Number.isInteger(arrivals.everySteps) && arrivals.everySteps > 0 && Number.isInteger(arrivals.count) && arrivals.count >= 0)) {
+    throw new RangeError(`arrivals need a positive whole everySteps and a whole count >= 0, got ${JSON.stringify(arrivals)}`);
+  }
+
   for (let step = 0; step < options.steps; step++) {
+    const now = startTs + step * stepMs;
+    world.advance(now);
     const share = drifts.get(step);
     if (share !== undefined) world.drift(share);
+    if (arrivals && arrivals.count > 0 && step > 0 && step % arrivals.everySteps === 0) await policy.addItems?.(itemEvents(world.arrive(arrivals.count), now));
     const user = world.randomUser();
-    const now = startTs + step * stepMs;
     const requestId = `${policy.name}-${step}`;
     const shown = (await policy.recommend(user.userId, listSize, now, requestId)).slice(0, listSize);
     const clickedPositions = world.sampleClicks(user, shown);

@@ -22,6 +22,8 @@ import type { World } from './world.js';
  *   point-in-time feature log), so training sees exactly what serving saw;
  * - `frozen`: the same, but learning stops after `warmupSteps`; features keep updating, the model does not;
  * - `random`: the same pipeline with a ranker that scores at random: recall without ranking.
+ * Items that join the catalogue reach each policy's store and recall as item events (`addItems`), as a catalogue
+ * feed would deliver them.
  */
 
 export type EddyPolicyKind = 'online' | 'frozen' | 'random';
@@ -130,6 +132,10 @@ export function eddyPolicy(world: World, options: EddyPolicyOptions): EddyPolicy
           samples++;
         }
       }
+      store.updateSync(events);
+      for (const event of events) stack.recaller.observe(event);
+    },
+    async addItems(events) {
       store.updateSync(events);
       for (const event of events) stack.recaller.observe(event);
     },

@@ -4,6 +4,16 @@ import { mulberry32, sampleNormal, type Random } from '../../models/random.js';
  * A synthetic world with a known truth: items with genres and latent vectors, users with latent preferences that can
  * drift to another genre, and a click model with position bias. A user clicks an item shown at position p with
  * probability examine(p) * attract(user, item), so what a policy earns can be compared with the best it could earn.
+ *
+ * Three kinds of change over time, each off by default:
+ * - taste drift (`drift`): a share of users move to another genre;
+ * - item quality drift (`qualityDrift` = d): at each drift every item's intrinsic appeal moves, as items go in and
+ *   out of fashion: q <- sqrt(1 - d^2) q + d * fresh draw, which keeps its spread; nothing but clicks reveals it;
+ * - new items (`arrive`) with novelty: an item is most appealing when it is new, by `noveltyBoost` in log-odds,
+ *   fading with `noveltyHalfLifeMs` of event time (`advance` sets the clock), as with films, news or music.
+ *   The initial catalogue arrived at time 0, long before any simulated step: it is established, not new.
+ * The world's own changes (drift, arrivals, quality) draw from a generator of their own, so copies of a world run
+ * against different policies change in the same way; clicks draw from another.
  */
 export interface WorldOptions {
   /** Default 500. */
@@ -22,14 +32,22 @@ export interface WorldOptions {
   readonly affinityWeight?: number;
   /** Default 42. */
   readonly seed?: number;
+  /** Extra log-odds of attraction of a brand-new item. Default 0: no novelty. */
+  readonly noveltyBoost?: number;
+  /** Event time over which the novelty boost halves. Default 1 hour. */
+  readonly noveltyHalfLifeMs?: number;
+  /** How far each `drift` moves items' intrinsic appeal, from 0 (never) to 1 (redrawn afresh). Default 0. */
+  readonly qualityDrift?: number;
 }
 
 export interface SimItem {
   readonly itemId: string;
   readonly genre: string;
   readonly vector: Float64Array;
-  /** Intrinsic appeal, the same for everyone. */
-  readonly quality: number;
+  /** Intrinsic appeal, the same for everyone; moves with `qualityDrift`. */
+  quality: number;
+  /** Event time the item joined the catalogue (the world's clock then). */
+  readonly arrivedAt: number;
 }
 
 export interface SimUser {
@@ -47,14 +65,21 @@ function normalise(v: Float64Array): Float64Array {
   return v;
 }
 
+const QUALITY_SCALE = 0.5;
+
 export class World {
-  readonly items: readonly SimItem[];
   readonly users: readonly SimUser[];
   readonly genreNames: readonly string[];
+  /** Draws clicks and users. */
   readonly random: Random;
+  /** Draws the world's own changes: drift, new items, quality. */
+  private readonly evolution: Random;
   private readonly genreCentres: readonly Float64Array[];
-  private readonly itemsById: ReadonlyMap<string, SimItem>;
+  private readonly catalogue: SimItem[] = [];
+  private readonly itemsById = new Map<string, SimItem>();
   private readonly options: Required<WorldOptions>;
+  /** Event time, for novelty. */
+  private clock = 0;
 
   constructor(options: WorldOptions = {}) {
     this.options = {
@@ -66,33 +91,50 @@ export class World {
       baseLogit: options.baseLogit ?? -3,
       affinityWeight: options.affinityWeight ?? 4,
       seed: options.seed ?? 42,
+      noveltyBoost: options.noveltyBoost ?? 0,
+      noveltyHalfLifeMs: options.noveltyHalfLifeMs ?? 3_600_000,
+      qualityDrift: options.qualityDrift ?? 0,
     };
+    if (!(this.options.qualityDrift >= 0 && this.options.qualityDrift <= 1)) throw new RangeError(`qualityDrift must be in [0, 1], got ${this.options.qualityDrift}`);
+    if (!(this.options.noveltyHalfLifeMs > 0)) throw new RangeError(`noveltyHalfLifeMs must be positive, got ${this.options.noveltyHalfLifeMs}`);
     const { items, users, genres, dimensions, seed } = this.options;
     this.random = mulberry32(seed);
+    this.evolution = mulberry32(seed ^ 0x5bd1e995);
     const gaussianVector = (scale: number) => Float64Array.from({ length: dimensions }, () => sampleNormal(this.random) * scale);
     this.genreNames = Array.from({ length: genres }, (_, g) => `genre-${g}`);
     this.genreCentres = this.genreNames.map(() => normalise(gaussianVector(1)));
-    this.items = Array.from({ length: items }, (_, i) => {
-      const genre = i % genres;
-      const vector = normalise(this.genreCentres[genre]!.map((x, d) => x + gaussianVector(0.35)[d]!));
-      return { itemId: `item-${i}`, genre: this.genreNames[genre]!, vector, quality: sampleNormal(this.random) * 0.5 };
-    });
+    for (let i = 0; i < items; i++) this.addItem(this.random);
     this.users = Array.from({ length: users }, (_, u) => {
       const genre = Math.floor(this.random() * genres);
-      return { userId: `user-${u}`, genre, vector: this.tasteFor(genre) };
+      return { userId: `user-${u}`, genre, vector: this.tasteFor(genre, this.random) };
     });
-    this.itemsById = new Map(this.items.map((item) => [item.itemId, item]));
+  }
+
+  /** The catalogue so far, in order of arrival. */
+  get items(): readonly SimItem[] {
+    return this.catalogue;
   }
 
   item(itemId: string): SimItem | undefined {
     return this.itemsById.get(itemId);
   }
 
+  /** Sets the world's event time (ms), which novelty fades with. */
+  advance(now: number): void {
+    this.clock = now;
+  }
+
+  /** Adds `count` new items arriving now, genres in turn, and returns them. */
+  arrive(count: number): SimItem[] {
+    return Array.from({ length: count }, () => this.addItem(this.evolution));
+  }
+
   /** Probability that the user clicks the item if they look at it. */
   attraction(user: SimUser, item: SimItem): number {
     let dot = 0;
     for (let d = 0; d < user.vector.length; d++) dot += user.vector[d]! * item.vector[d]!;
-    const logit = this.options.baseLogit + this.options.affinityWeight * dot + item.quality;
+    let logit = this.options.baseLogit + this.options.affinityWeight * dot + item.quality;
+    if (this.options.noveltyBoost !== 0) logit += this.options.noveltyBoost * 2 ** (-Math.max(0, this.clock - item.arrivedAt) / this.options.noveltyHalfLifeMs);
     return 1 / (1 + Math.exp(-logit));
   }
 
@@ -135,13 +177,19 @@ export class World {
     return clicked;
   }
 
-  /** Moves a share of users' tastes to another genre, as tastes change over time. */
+  /** Moves a share of users' tastes to another genre, as tastes change over time; items' appeal moves by `qualityDrift`. */
   drift(share: number): void {
+    const random = this.evolution;
     for (const user of this.users) {
-      if (this.random() >= share) continue;
-      const genre = (user.genre + 1 + Math.floor(this.random() * (this.genreNames.length - 1))) % this.genreNames.length;
+      if (random() >= share) continue;
+      const genre = (user.genre + 1 + Math.floor(random() * (this.genreNames.length - 1))) % this.genreNames.length;
       user.genre = genre;
-      user.vector = this.tasteFor(genre);
+      user.vector = this.tasteFor(genre, random);
+    }
+    const step = this.options.qualityDrift;
+    if (step > 0) {
+      const keep = Math.sqrt(1 - step * step);
+      for (const item of this.catalogue) item.quality = keep * item.quality + step * sampleNormal(random) * QUALITY_SCALE;
     }
   }
 
@@ -149,8 +197,21 @@ export class World {
     return this.users[Math.floor(this.random() * this.users.length)]!;
   }
 
-  private tasteFor(genre: number): Float64Array {
-    const noise = Float64Array.from({ length: this.options.dimensions }, () => sampleNormal(this.random) * 0.3);
+  private addItem(random: Random): SimItem {
+    const index = this.catalogue.length;
+    const genre = index % this.options.genres;
+    // One noise vector drawn per dimension, of which one coordinate is used: wasteful, but it is how the seeded
+    // worlds were first drawn, and keeping it keeps their figures comparable.
+    const dimensions = this.options.dimensions;
+    const vector = normalise(this.genreCentres[genre]!.map((x, d) => x + Float64Array.from({ length: dimensions }, () => sampleNormal(random) * 0.35)[d]!));
+    const item: SimItem = { itemId: `item-${index}`, genre: this.genreNames[genre]!, vector, quality: sampleNormal(random) * QUALITY_SCALE, arrivedAt: this.clock };
+    this.catalogue.push(item);
+    this.itemsById.set(item.itemId, item);
+    return item;
+  }
+
+  private tasteFor(genre: number, random: Random): Float64Array {
+    const noise = Float64Array.from({ length: this.options.dimensions }, () => sampleNormal(random) * 0.3);
     return normalise(this.genreCentres[genre]!.map((x, d) => x + noise[d]!));
   }
 }
