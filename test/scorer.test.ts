@@ -8,32 +8,10 @@ import { sigmoid } from '../models/learner.js';
 import { ContractError, CONTRACT_KEY } from '../models/onnx/contract.js';
 import { encodeModel, floatTensor, node, valueInfo } from '../models/onnx/proto.js';
 import { contractOf, exportOnnx } from '../models/rankers/export.js';
-import { Ranker, type FeatureRow, type RankerKind } from '../models/rankers/ranker.js';
-import { mulberry32, sampleNormal } from '../models/random.js';
+import { Ranker, type FeatureRow } from '../models/rankers/ranker.js';
+import { mulberry32 } from '../models/random.js';
 import { Scorer } from '../models/scorer.js';
-
-const DENSE = ['price', 'age_days', 'ctr_7d'];
-const FIELDS = [
-  { name: 'category', vocabularySize: 20 },
-  { name: 'brand', vocabularySize: 50 },
-  { name: 'user_segment', vocabularySize: 6 },
-];
-const LAYOUT = { denseFeatures: DENSE, categoricalFields: FIELDS.map((f) => f.name) };
-
-function rankerOf(kind: RankerKind, seed: number, denseFeatures = DENSE): Ranker {
-  const ranker = new Ranker({ kind, denseFeatures, categoricalFields: FIELDS, embeddingDim: 4, hidden: [16, 8] }, { seed });
-  const random = mulberry32(seed);
-  for (let i = 0; i < ranker.params.length; i++) ranker.params[i] = 0.2 * sampleNormal(random);
-  return ranker;
-}
-
-function rowsOf(n: number, seed: number): FeatureRow[] {
-  const random = mulberry32(seed);
-  return Array.from({ length: n }, () => ({
-    dense: Float32Array.from(DENSE, () => sampleNormal(random)),
-    categorical: Int32Array.from(FIELDS, (f) => Math.floor(random() * f.vocabularySize)),
-  }));
-}
+import { DENSE, FIELDS, LAYOUT, rankerOf, rowsOf } from './support/rankers.js';
 
 function expectScores(actual: Float32Array, ranker: Ranker, rows: readonly FeatureRow[], wide?: ArrayLike<number>) {
   expect(actual.length).toBe(rows.length);

@@ -1,32 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { sigmoid } from '../models/learner.js';
 import { exportOnnx } from '../models/rankers/export.js';
-import { Ranker, type FeatureRow } from '../models/rankers/ranker.js';
-import { mulberry32, sampleNormal } from '../models/random.js';
+import type { Ranker } from '../models/rankers/ranker.js';
 import { Scorer } from '../models/scorer.js';
 import { createScoringSession } from '../models/session-thread.js';
+import { LAYOUT, rankerOf as rankerOfKind, rowsOf } from './support/rankers.js';
 
-const DENSE = ['price', 'age_days', 'ctr_7d'];
-const FIELDS = [
-  { name: 'category', vocabularySize: 20 },
-  { name: 'brand', vocabularySize: 50 },
-];
-const LAYOUT = { denseFeatures: DENSE, categoricalFields: FIELDS.map((f) => f.name) };
-
-function rankerOf(seed: number, denseFeatures = DENSE): Ranker {
-  const ranker = new Ranker({ kind: 'deepfm', denseFeatures, categoricalFields: FIELDS, embeddingDim: 4, hidden: [16, 8] }, { seed });
-  const random = mulberry32(seed);
-  for (let i = 0; i < ranker.params.length; i++) ranker.params[i] = 0.2 * sampleNormal(random);
-  return ranker;
-}
-
-function rowsOf(n: number, seed: number): FeatureRow[] {
-  const random = mulberry32(seed);
-  return Array.from({ length: n }, () => ({
-    dense: Float32Array.from(DENSE, () => sampleNormal(random)),
-    categorical: Int32Array.from(FIELDS, (f) => Math.floor(random() * f.vocabularySize)),
-  }));
-}
+const rankerOf = (seed: number, denseFeatures?: string[]) => rankerOfKind('deepfm', seed, denseFeatures);
 
 const open: Scorer[] = [];
 afterEach(async () => {
