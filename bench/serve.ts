@@ -11,7 +11,7 @@
  *
  * Options (`--key=value`): items (5000), users (3000), eventsPerUser (10), rate (1500), seconds (10),
  * pacedConnections (64), connections (16, for max), freshnessTrials (50), pushDebounceMs (0: proactive pushes off),
- * sloProbes (4), sloProbeSeconds (5).
+ * sloProbes (4), sloProbeSeconds (5), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`).
  *
  * sustainedRps: the target rate when it meets p99 <= 20 ms with no errors; otherwise the highest rate a bisection
  * of `sloProbes` paced runs below it found meeting that (0 if none did).
@@ -223,6 +223,7 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
       EDDY_DATA_DIR: '',
       EDDY_MODEL_FILE: modelFile,
       EDDY_PUSH_DEBOUNCE_MS: pushDebounceMs,
+      EDDY_SCORER_THREAD: args.scorerThread ?? 'worker',
     });
     eddy = await startEddy({
       config,
