@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROLES } from '../pipelines/app.js';
+import { loadConfig } from '../pipelines/config.js';
+import { DEMO_ATTRIBUTION_WINDOW_MS, withDemoDefaults } from '../pipelines/roles.js';
 
 /**
  * The commands the image runs (`eddy <role>`), started as processes the way a container starts them, probed over
@@ -47,4 +49,14 @@ describe('role commands', () => {
       expect(result.stderr).toContain('stopped cleanly');
     });
   }
+});
+
+describe('the demo of eddy all', () => {
+  it('closes attribution windows after a minute unless the environment sets the window', () => {
+    const config = loadConfig({});
+    expect(config.attributionWindowMs).toBe(1_800_000);
+    expect(withDemoDefaults(config, {}).attributionWindowMs).toBe(DEMO_ATTRIBUTION_WINDOW_MS);
+    const chosen = loadConfig({ EDDY_ATTRIBUTION_WINDOW_MS: '600000' });
+    expect(withDemoDefaults(chosen, { EDDY_ATTRIBUTION_WINDOW_MS: '600000' }).attributionWindowMs).toBe(600_000);
+  });
 });
