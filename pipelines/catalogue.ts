@@ -6,22 +6,13 @@ import type { Pipeline } from '../operators/pipeline.js';
 import { featuresPipeline } from './features.js';
 import { recallStack } from './recall-stack.js';
 import { samplesPipeline } from './samples.js';
-import { requestsPipeline, servingStatePipeline, type ServeTopics } from './serve.js';
+import { DEFAULT_SERVE_TOPICS, requestsPipeline, servingStatePipeline } from './serve.js';
 import { ServingPipeline } from './serving.js';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
 import { trainerPipeline } from './trainer.js';
 import { FtrlLearner } from '../models/learners/ftrl.js';
 import { ModelRegistry } from '../models/registry.js';
 import { RowEncoder } from '../models/row-features.js';
-
-const TOPICS: ServeTopics = {
-  events: 'events',
-  items: 'items',
-  users: 'users',
-  requests: 'recommendation-requests',
-  recommendations: 'recommendations',
-  deadLetters: 'dead-letters',
-};
 
 type AnyPipeline = Pipeline<LogRecord, unknown>;
 
@@ -39,6 +30,6 @@ export const catalogue: Readonly<Record<string, () => Promise<AnyPipeline>>> = {
   samples: async () => samplesPipeline({ sink: { append: async () => undefined }, deadLetters: new DeadLetterBuffer() }).pipeline as AnyPipeline,
   trainer: async () =>
     trainerPipeline({ learner: new FtrlLearner(), encoder: new RowEncoder(), registry: new ModelRegistry(), deadLetters: new DeadLetterBuffer() }) as AnyPipeline,
-  'serving-state': async () => servingStatePipeline(recallStack(), new Experiments(), new DeadLetterBuffer(), TOPICS) as AnyPipeline,
-  requests: async () => requestsPipeline(new EmbeddedLog(), servingFor(new MemoryFeatureStore()), new DeadLetterBuffer(), TOPICS) as AnyPipeline,
+  'serving-state': async () => servingStatePipeline(recallStack(), new Experiments(), new DeadLetterBuffer(), DEFAULT_SERVE_TOPICS) as AnyPipeline,
+  requests: async () => requestsPipeline(new EmbeddedLog(), servingFor(new MemoryFeatureStore()), new DeadLetterBuffer(), DEFAULT_SERVE_TOPICS) as AnyPipeline,
 };

@@ -8,7 +8,7 @@ import { isBehaviourEvent, type InputEvent } from '../schema/events.js';
 import { runFeatures } from './features.js';
 import { recallStack, type RecallStack } from './recall-stack.js';
 import { routeEvent } from '../connectors/client.js';
-import { runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
+import { DEFAULT_SERVE_TOPICS, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 
 /**
  * Replays a time-ordered event stream through the pipelines that serve live traffic: each event is appended to its
@@ -71,15 +71,6 @@ export interface ReplaySummary {
   readonly snapshotDir?: string;
 }
 
-export const DEFAULT_REPLAY_TOPICS: ServeTopics = {
-  events: 'events',
-  items: 'items',
-  users: 'users',
-  requests: 'recommendation-requests',
-  recommendations: 'recommendations',
-  deadLetters: 'dead-letters',
-};
-
 export interface ReplayResult {
   readonly summary: ReplaySummary;
   /** The state built: feature store and recall stack, ready to serve. */
@@ -90,7 +81,7 @@ export interface ReplayResult {
 const sleepFor = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export async function replay(options: ReplayOptions): Promise<ReplayResult> {
-  const topics = { ...DEFAULT_REPLAY_TOPICS, ...options.topics };
+  const topics = { ...DEFAULT_SERVE_TOPICS, ...options.topics };
   const speed = options.speed ?? 0;
   if (!(speed >= 0) || !Number.isFinite(speed)) throw new RangeError(`replay speed must be a finite number >= 0, got ${speed}`);
   const maxGapMs = options.maxGapMs ?? 3_600_000;

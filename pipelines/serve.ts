@@ -32,6 +32,16 @@ export interface ServeTopics {
   readonly deadLetters: string;
 }
 
+/** The topic names of DESIGN.md, for logs that do not take them from the configuration. */
+export const DEFAULT_SERVE_TOPICS: ServeTopics = {
+  events: 'events',
+  items: 'items',
+  users: 'users',
+  requests: 'recommendation-requests',
+  recommendations: 'recommendations',
+  deadLetters: 'dead-letters',
+};
+
 export interface ServiceOptions {
   readonly log: Log;
   readonly topics: ServeTopics;

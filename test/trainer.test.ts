@@ -4,6 +4,7 @@ import { decodeModelVersion, type ModelVersion, type Predictor, type SparseFeatu
 import { predictorFor } from '../models/learners/index.js';
 import { FtrlLearner } from '../models/learners/ftrl.js';
 import { rocAuc } from '../models/metrics.js';
+import { mulberry32 } from '../models/random.js';
 import { RowEncoder } from '../models/row-features.js';
 import { readTopic } from '../pipelines/samples.js';
 import { latestPublishedVersion, runTrainer, trainerPipeline, type RunTrainerOptions, type TrainerJob } from '../pipelines/trainer.js';
@@ -13,21 +14,9 @@ import type { LabelledSample } from '../schema/samples.js';
 const NAMES = ['user.age', 'item.good', 'noise'];
 const BITS = 16;
 
-/** A seeded generator, so each run sees the same samples. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Clicks depend on `item.good` only: 0.8 when it is 1, 0.1 when it is 0. */
 function synthetic(count: number, seed: number, offset = 0): LabelledSample[] {
-  const rnd = random(seed);
+  const rnd = mulberry32(seed);
   return Array.from({ length: count }, (_, k) => {
     const i = k + offset;
     const good = rnd() < 0.5 ? 1 : 0;
