@@ -1,7 +1,5 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { createInterface } from 'node:readline';
 import cliProgress from 'cli-progress';
 import { evaluatePrequential } from '../models/evaluation/prequential.js';
 import { logLoss, rocAuc } from '../models/metrics.js';
@@ -11,6 +9,7 @@ import { train } from '../models/rankers/trainer.js';
 import { ITEM_FIELD, itemIndex } from '../operators/rank.js';
 import { parseLabelledSample } from '../schema/samples.js';
 import { EddyRecommender, type ReplaySample } from './eddy-recommender.js';
+import { numberedLines } from './datasets/jsonl.js';
 import { loadMovieLens } from './datasets/movielens.js';
 import { numberFlag, parseFlags } from './replay-command.js';
 
@@ -114,22 +113,10 @@ export interface TrainingSample {
 /** Reads labelled samples; invalid lines are reported with their line numbers and skipped. */
 export async function readSamples(path: string, onBad: (line: number, reason: string) => void): Promise<TrainingSample[]> {
   const samples: TrainingSample[] = [];
-  const input = createReadStream(path, { encoding: 'utf8' });
-  const lines = createInterface({ input, crlfDelay: Infinity });
-  let line = 0;
-  try {
-    for await (const text of lines) {
-      line++;
-      if (text.trim() === '') continue;
-      const parsed = parseLabelledSample(text);
-      if (!parsed.ok) onBad(line, `${parsed.error.field ? `${parsed.error.field}: ` : ''}${parsed.error.message}`);
-      else samples.push(parsed.value);
-    }
-  } catch (error) {
-    throw new Error(`cannot read ${path}`, { cause: error });
-  } finally {
-    lines.close();
-    input.destroy();
+  for await (const { line, text } of numberedLines(path)) {
+    const parsed = parseLabelledSample(text);
+    if (!parsed.ok) onBad(line, `${parsed.error.field ? `${parsed.error.field}: ` : ''}${parsed.error.message}`);
+    else samples.push(parsed.value);
   }
   return samples;
 }

@@ -10,31 +10,40 @@ import { emptyReport, reportBadRow, type DatasetReport } from './problems.js';
  * `parseInputEvent`. Blank lines are skipped; invalid lines are reported with their line numbers and skipped.
  */
 
-/** Streams a JSONL file's valid events in file order. readline splits on LF and CRLF alike. */
-export async function* readJsonlEvents(path: string, report: DatasetReport): AsyncGenerator<InputEvent> {
-  const file = basename(path);
+/**
+ * A text file's non-blank lines with their 1-based numbers. readline splits on LF and CRLF alike; a read error is
+ * rethrown naming the file.
+ */
+export async function* numberedLines(path: string): AsyncGenerator<{ readonly line: number; readonly text: string }> {
   const input = createReadStream(path, { encoding: 'utf8' });
   const lines = createInterface({ input, crlfDelay: Infinity });
   let line = 0;
   try {
     for await (const text of lines) {
       line++;
-      if (text.trim() === '') continue;
-      report.rows++;
-      const parsed = parseInputEvent(text);
-      if (!parsed.ok) {
-        const where = parsed.error.field ? `${parsed.error.field}: ` : '';
-        reportBadRow(report, { file, line, reason: `${where}${parsed.error.message}` });
-        continue;
-      }
-      report.events++;
-      yield parsed.value;
+      if (text.trim() !== '') yield { line, text };
     }
   } catch (error) {
     throw new Error(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
   } finally {
     lines.close();
     input.destroy();
+  }
+}
+
+/** Streams a JSONL file's valid events in file order. */
+export async function* readJsonlEvents(path: string, report: DatasetReport): AsyncGenerator<InputEvent> {
+  const file = basename(path);
+  for await (const { line, text } of numberedLines(path)) {
+    report.rows++;
+    const parsed = parseInputEvent(text);
+    if (!parsed.ok) {
+      const where = parsed.error.field ? `${parsed.error.field}: ` : '';
+      reportBadRow(report, { file, line, reason: `${where}${parsed.error.message}` });
+      continue;
+    }
+    report.events++;
+    yield parsed.value;
   }
 }
 
