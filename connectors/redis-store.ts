@@ -65,6 +65,12 @@ export function redisOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Redis
   };
 }
 
+/**
+ * Rounds of loading the records one event or one request needs before the budget is taken to be too small to hold
+ * them at once.
+ */
+const MAX_LOAD_ATTEMPTS = 8;
+
 /** A user by its 53-bit key, or an item by its 32-bit reference (what histories and co-visitation hold). */
 type Keyed = { readonly kind: EntityKind; readonly key: number };
 
@@ -93,6 +99,8 @@ export class RedisFeatureStore implements FeatureStore {
   private writing = false;
   private failure: string | undefined;
   private readonly loadedAt = new Map<string, number>();
+  /** Names of the records evicted while an update runs, which its keys known to be absent may no longer be. */
+  private evictedDuringUpdate: Set<string> | undefined;
   private globalsLoadedAt = -Infinity;
   private closed = false;
   /** Records written since start, for the benchmark and metrics. */
@@ -159,13 +167,28 @@ export class RedisFeatureStore implements FeatureStore {
     if (this.role !== 'writer') throw new Error('a reader feature store takes no updates');
     const evictions = () => this.cache.users.evictions + this.cache.items.evictions;
     const before = evictions();
+    // Keys Redis did not hold when the batch began. One the batch has since created and the cache evicted again is no
+    // longer absent: its record is pending or written, and starting it afresh would lose what the batch added.
     const absent = await this.loadMissing(this.uncachedKeysOf(events));
-    for (const event of events) {
-      // Loading or applying may evict a key the batch needs when the batch is large for the budget: load it again.
-      if (evictions() !== before && !this.holdsStateOf(event, absent)) {
-        for (const name of await this.loadMissing(this.uncachedKeysOf([event]))) absent.add(name);
+    const evicted = new Set<string>();
+    this.evictedDuringUpdate = evicted;
+    try {
+      for (const event of events) {
+        // Loading or applying may evict a key the batch needs when the batch is large for the budget: load it again,
+        // until the loads stop evicting one another's keys.
+        for (let attempt = 0; evictions() !== before && !this.holdsStateOf(event, (name) => absent.has(name) && !evicted.has(name)); attempt++) {
+          if (attempt === MAX_LOAD_ATTEMPTS) {
+            throw new Error(`the feature cache cannot hold the state one event needs at once (event ${JSON.stringify(event)}): raise features.memory.maxBytes`);
+          }
+          for (const name of await this.loadMissing(this.keysOfEvent(event))) {
+            absent.add(name);
+            evicted.delete(name);
+          }
+        }
+        this.cache.update(event);
       }
-      this.cache.update(event);
+    } finally {
+      this.evictedDuringUpdate = undefined;
     }
     this.applied.advance(positions);
     if (this.pendingCount() >= this.maxPendingWrites) await this.flushUntilDurable();
@@ -197,9 +220,16 @@ export class RedisFeatureStore implements FeatureStore {
     return keys;
   }
 
+  /** The records the event changes or reads that the cache does not hold, the user's recent items included. */
+  private keysOfEvent(event: InputEvent): Keyed[] {
+    const keys = this.uncachedKeysOf([event]);
+    if (isBehaviourEvent(event)) keys.push(...this.recentItemsToLoad([{ kind: 'user', key: hash53(event.userId) }]));
+    return keys;
+  }
+
   /** Whether every record the event changes or reads is in the cache, or known not to exist. */
-  private holdsStateOf(event: InputEvent, absent: ReadonlySet<string>): boolean {
-    const has = (k: Keyed) => this.isCached(k) || absent.has(this.keyOf(k.kind, k.key));
+  private holdsStateOf(event: InputEvent, isAbsent: (name: string) => boolean): boolean {
+    const has = (k: Keyed) => this.isCached(k) || isAbsent(this.keyOf(k.kind, k.key));
     if (event.type === 'item') return has({ kind: 'item', key: low32(hash53(event.itemId)) });
     if (!isBehaviourEvent(event)) return true;
     const user: Keyed = { kind: 'user', key: hash53(event.userId) };
@@ -252,11 +282,14 @@ export class RedisFeatureStore implements FeatureStore {
   private async readInto(keys: readonly Keyed[]): Promise<Set<string>> {
     const absent = new Set<string>();
     const names = keys.map((k) => this.keyOf(k.kind, k.key));
+    // Pending records are taken before the read is sent: a flush that starts meanwhile writes them after this read
+    // on the same connection, so the read would miss them in Redis as well as here.
+    const pending = names.map((name) => this.pending.get(name));
     const values = await this.redis.mgetBuffer(...names);
     const now = performance.now();
     keys.forEach((k, i) => {
       const name = names[i]!;
-      const bytes = this.pending.get(name) ?? values[i];
+      const bytes = pending[i] ?? values[i];
       // Only a reader reloads by age; a writer's cache is the newest state.
       if (this.role === 'reader') this.loadedAt.set(name, now);
       if (!bytes) {
@@ -277,31 +310,44 @@ export class RedisFeatureStore implements FeatureStore {
   }
 
   async lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows> {
-    const wanted: Keyed[] = [];
+    const keys: Keyed[] = [{ kind: 'user', key: hash53(userId) }];
+    for (const c of candidates) keys.push({ kind: 'item', key: low32(hash53(c)) });
+    // What the request uses gets its second chance first, so loading the rest evicts other keys.
+    for (const k of keys) {
+      const slot = k.kind === 'user' ? this.cache.users.find(k.key) : this.cache.itemSlotByRef(k.key);
+      if (slot >= 0) (k.kind === 'user' ? this.cache.users : this.cache.items).reference(slot);
+    }
+    const absent = new Set<string>();
     const now = performance.now();
-    const needs = (kind: EntityKind, key: number) => {
-      if (this.role === 'writer') {
-        // A writer's cache is the newest state; it only reads what it does not hold.
-        if (!this.isCached({ kind, key })) wanted.push({ kind, key });
-        return;
-      }
-      const loaded = this.loadedAt.get(this.keyOf(kind, key));
-      if (loaded === undefined || now - loaded > this.maxStalenessMs) wanted.push({ kind, key });
+    const needs = (k: Keyed) => {
+      // A writer's cache is the newest state: it only reads what it does not hold. A reader also reloads by age.
+      const cached = this.isCached(k);
+      if (cached && this.role === 'writer') return false;
+      const name = this.keyOf(k.kind, k.key);
+      if (absent.has(name)) return false;
+      if (!cached) return true;
+      const loaded = this.loadedAt.get(name);
+      return loaded === undefined || now - loaded > this.maxStalenessMs;
     };
-    needs('user', hash53(userId));
-    for (const c of candidates) needs('item', low32(hash53(c)));
-    const refreshGlobals = this.role === 'reader' && now - this.globalsLoadedAt > this.maxStalenessMs;
-    if ((wanted.length > 0 || refreshGlobals) && this.redis.status === 'ready') {
+    let refreshGlobals = this.role === 'reader' && now - this.globalsLoadedAt > this.maxStalenessMs;
+    // Loading may evict a key loaded a moment before when the request's keys crowd the budget: load again, a few times.
+    // The user's recent items count too: co-visitation reads their neighbours.
+    for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS && this.redis.status === 'ready'; attempt++) {
+      const wanted = keys.filter(needs);
+      if (wanted.length === 0 && !refreshGlobals && this.recentItemsToLoad(keys).filter(needs).length === 0) break;
       try {
-        await Promise.all([
-          wanted.length > 0 ? this.readInto(wanted) : undefined,
+        const [missing] = await Promise.all([
+          wanted.length > 0 ? this.readInto(wanted) : new Set<string>(),
           refreshGlobals ? this.refreshGlobals() : undefined,
         ]);
-        const recent = this.recentItemsToLoad(wanted);
-        if (recent.length > 0) await this.readInto(recent);
+        for (const name of missing) absent.add(name);
+        refreshGlobals = false;
+        const recent = this.recentItemsToLoad(keys).filter(needs);
+        if (recent.length > 0) for (const name of await this.readInto(recent)) absent.add(name);
       } catch (error) {
         // Serving goes on from the cache; health() reports the store as degraded.
         this.markFailed(error);
+        break;
       }
     }
     return this.cache.lookup(userId, candidates, context);
@@ -348,9 +394,11 @@ export class RedisFeatureStore implements FeatureStore {
   private saveEvicted(kind: EntityKind, slot: number): void {
     if (this.role !== 'writer') return;
     const entities = kind === 'user' ? this.cache.users : this.cache.items;
-    if (!entities.isDirty(slot)) return;
     const key = kind === 'user' ? entities.keyOf(slot) : low32(entities.keyOf(slot));
-    this.pending.set(this.keyOf(kind, key), kind === 'user' ? encodeUser(this.cache, slot) : encodeItem(this.cache, slot));
+    const name = this.keyOf(kind, key);
+    this.evictedDuringUpdate?.add(name);
+    if (!entities.isDirty(slot)) return;
+    this.pending.set(name, kind === 'user' ? encodeUser(this.cache, slot) : encodeItem(this.cache, slot));
   }
 
   private scheduleFlush(delayMs: number): void {
