@@ -130,6 +130,32 @@ describe('item features', () => {
     expect(feature(cache, 'q', 'x', T0 + quarter - 1, 'item_impression_1h')).toBe(0);
   });
 
+  it('agrees with counting the events themselves, for any arrival order and lookup time', () => {
+    const quarter = HOUR / 4;
+    const buckets = 4;
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ click: fc.boolean(), at: fc.integer({ min: 0, max: 40 * quarter }) }), { maxLength: 80 }),
+        fc.array(fc.integer({ min: -4 * quarter, max: 48 * quarter }), { minLength: 1, maxLength: 6 }),
+        (stream, lookups) => {
+          const cache = new FeatureCache(small);
+          for (const [n, s] of stream.entries()) cache.update(ev(s.click ? 'click' : 'impression', `u${n % 3}`, 'x', T0 + s.at));
+          const epochOf = (t: number) => Math.floor(t / quarter);
+          // A bucket holds one epoch per residue: any event of a newer epoch with the same residue drops an event.
+          const retained = stream.filter((s) => !stream.some((o) => epochOf(T0 + o.at) > epochOf(T0 + s.at) && (epochOf(T0 + o.at) - epochOf(T0 + s.at)) % buckets === 0));
+          for (const offset of lookups) {
+            const current = epochOf(T0 + offset);
+            const inWindow = retained.filter((s) => epochOf(T0 + s.at) > current - buckets && epochOf(T0 + s.at) <= current);
+            const rows = cache.lookup('q', ['x'], { ts: T0 + offset });
+            expect(rows.get(0, 'item_impression_1h')).toBe(inWindow.filter((s) => !s.click).length);
+            expect(rows.get(0, 'item_click_1h')).toBe(inWindow.filter((s) => s.click).length);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('smooths CTR toward the attribute CTR, itself smoothed toward the global CTR', () => {
     const cache = new FeatureCache({ ...small, item: { ...small.item, windows: [{ name: '1h', lengthMs: HOUR, buckets: 4 }] } });
     cache.update(item('a', { genre: 'rock', price: 9.5, color: 'blue' }));

@@ -62,11 +62,20 @@ function itemFields(c: ResolvedFeatureConfig) {
     trending: { type: 'f32', width: 1 },
     attributeCount: { type: 'u8', width: 1 },
     categorical: { type: 'u16', width: Object.keys(c.item.categoricalFields).length },
-    /** Neighbour reference (u32) and its score (f32, read through the f32 view) side by side, on whole lines. */
-    covisit: { type: 'u32', width: 2 * c.item.covisitNeighbours, align: 64 },
+    /**
+     * Per window: the newest epoch counted + 1 (0: none), that epoch's counts per window type (the head bucket), and
+     * running totals per type over the whole window as of that epoch. Events of the newest epoch, most of a live
+     * stream, and lookups at it touch only these lines next to the key, never the older buckets.
+     */
+    windowHeads: { type: 'i32', width: c.item.windows.length * (1 + 2 * types) },
     attributes: { type: 'u32', width: c.item.maxAttributes },
     numeric: { type: 'f32', width: c.item.numericFields.length },
-    /** Per bucket, its epoch + 1 (0: never used) and then one count per window type, so counting touches one run. */
+    /** Neighbour reference (u32) and its score (f32, read through the f32 view) side by side, on whole lines. */
+    covisit: { type: 'u32', width: 2 * c.item.covisitNeighbours, align: 64 },
+    /**
+     * The window's older buckets: per bucket its epoch + 1 (0: never used) and one count per window type. A bucket
+     * joins them when a newer epoch takes the head.
+     */
     buckets: { type: 'i32', width: buckets * (1 + types) },
   } as const;
 }
@@ -260,6 +269,9 @@ export class FeatureCache {
   private stalestServedMs = -Infinity;
   /** Event time of the newest update, for freshness reporting. */
   newestEventTs = 0;
+  /** A lookup's candidate slots and 32-bit references, kept between lookups so a lookup allocates neither. */
+  private candidateSlots = new Int32Array(0);
+  private candidateRefs = new Uint32Array(0);
 
   constructor(config: FeatureConfig = {}, options: FeatureCacheOptions = {}) {
     this.config = resolveFeatureConfig(config);
@@ -444,7 +456,7 @@ export class FeatureCache {
     this.users.touch(user);
 
     const windowType = this.windowTypeIndex[code]!;
-    if (windowType >= 0) this.countInWindows(I4 + i.buckets, windowType, ts);
+    if (windowType >= 0) this.countInWindows(I4, windowType, ts);
     if (weight > 0) {
       const trending = I.f32;
       const t = if64[ib8 + i.trendTime]!;
@@ -561,17 +573,15 @@ export class FeatureCache {
     const scores = I.f32;
     const start = item * I.stride4 + this.i.covisit;
     const end = start + 2 * K;
-    for (let at = start; at < end; at += 2) {
-      if (keys[at] === neighbour && scores[at + 1] !== 0) {
-        scores[at + 1] = scores[at + 1]! + 1;
-        return;
-      }
-    }
-    // Not held: it replaces the first of the weakest (an empty entry has score 0).
+    // One pass finds the neighbour or, failing that, the first of the weakest (an empty entry has score 0) to replace.
     let weakest = start;
     let least = scores[start + 1]!;
-    for (let at = start + 2; at < end; at += 2) {
+    for (let at = start; at < end; at += 2) {
       const score = scores[at + 1]!;
+      if (keys[at] === neighbour && score !== 0) {
+        scores[at + 1] = score + 1;
+        return;
+      }
       if (score < least) {
         least = score;
         weakest = at;
@@ -581,22 +591,54 @@ export class FeatureCache {
     scores[weakest + 1] = least + 1;
   }
 
-  /** Counts the event in its bucket of every window; `at` is the item's first bucket, in 4-byte elements. */
-  private countInWindows(at: number, type: number, ts: number): void {
+  /**
+   * Counts the event in every window: in the head when it belongs to the newest epoch, else in its older bucket, and
+   * in the running totals when it falls within the window. An event of a newer epoch moves the head into the older
+   * buckets first, and the buckets that leave the window leave the totals. `I4` is the item's row in 4-byte elements.
+   */
+  private countInWindows(I4: number, type: number, ts: number): void {
     const I = this.items.rows;
-    const epochs = I.i32;
+    const words = I.i32;
     const counts = I.u32;
-    const entry = 1 + this.config.item.windowTypes.length;
+    const T = this.config.item.windowTypes.length;
+    const entry = 1 + T;
     for (let wi = 0; wi < this.windowWidths.length; wi++) {
+      const buckets = this.windowBuckets[wi]!;
+      const head = I4 + this.i.windowHeads + wi * (1 + 2 * T);
+      const totals = head + T;
       const epoch = Math.floor(ts / this.windowWidths[wi]!);
-      const bucket = at + (this.windowOffsets[wi]! + (epoch % this.windowBuckets[wi]!)) * entry;
-      const held = epochs[bucket]!;
-      if (held === epoch + 1) counts[bucket + 1 + type]!++;
-      else if (held < epoch + 1) {
-        epochs[bucket] = epoch + 1;
-        for (let t = 1; t < entry; t++) counts[bucket + t] = 0;
-        counts[bucket + 1 + type] = 1;
+      const newest = words[head]! - 1;
+      if (epoch === newest) counts[head + 1 + type]!++;
+      else if (epoch > newest) {
+        if (newest >= 0) {
+          const start = I4 + this.i.buckets + this.windowOffsets[wi]! * entry;
+          const held = start + (newest % buckets) * entry;
+          words[held] = newest + 1;
+          for (let t = 1; t <= T; t++) counts[held + t] = counts[head + t]!;
+          const expiring = Math.min(newest, epoch - buckets);
+          for (let gone = Math.max(0, newest - buckets + 1); gone <= expiring; gone++) {
+            const at = start + (gone % buckets) * entry;
+            if (words[at] !== gone + 1) continue;
+            for (let t = 1; t <= T; t++) counts[totals + t] = counts[totals + t]! - counts[at + t]!;
+          }
+        }
+        words[head] = epoch + 1;
+        for (let t = 1; t <= T; t++) counts[head + t] = 0;
+        counts[head + 1 + type] = 1;
+      } else {
+        // Older than the head: its bucket, unless a newer epoch holds that bucket (the head's own included).
+        if ((newest - epoch) % buckets === 0) continue;
+        const bucket = I4 + this.i.buckets + (this.windowOffsets[wi]! + (epoch % buckets)) * entry;
+        const held = words[bucket]!;
+        if (held === epoch + 1) counts[bucket + 1 + type]!++;
+        else if (held < epoch + 1) {
+          words[bucket] = epoch + 1;
+          for (let t = 1; t <= T; t++) counts[bucket + t] = 0;
+          counts[bucket + 1 + type] = 1;
+        } else continue;
+        if (epoch <= newest - buckets) continue;
       }
+      counts[totals + 1 + type]!++;
     }
   }
 
@@ -747,16 +789,28 @@ export class FeatureCache {
     const currents = this.windowWidths.map((w) => Math.floor(now / w));
     const I = this.items.rows;
     const A = c.item.maxAttributes;
+    // Every candidate's slot first, in a loop short enough that the processor overlaps the index and row misses of
+    // several candidates; found one at a time, each waited for its own.
+    if (this.candidateSlots.length < candidates.length) {
+      this.candidateSlots = new Int32Array(candidates.length);
+      this.candidateRefs = new Uint32Array(candidates.length);
+    }
+    const slots = this.candidateSlots;
+    const refs = this.candidateRefs;
+    for (let n = 0; n < candidates.length; n++) {
+      const key = hash53(candidates[n]!);
+      refs[n] = low32(key);
+      slots[n] = this.items.find(key);
+    }
     for (let n = 0; n < candidates.length; n++) {
       const base = n * width;
       if (n > 0) {
         out.copyWithin(base + userStart, userStart, userEnd);
         out.copyWithin(base + contextStart, contextStart, width);
       }
-      const key = hash53(candidates[n]!);
-      const item = this.items.find(key);
+      const item = slots[n]!;
       col = this.writeItemBlock(out, base + userEnd, item, now, globalCtr, attributeDecay, currents);
-      const ref = low32(key);
+      const ref = refs[n]!;
       out[col++] = interacted.has(ref) ? 1 : 0;
       let matched = 0;
       if (item >= 0 && affinityMass > 0) {
@@ -827,12 +881,39 @@ export class FeatureCache {
       const buckets = this.windowBuckets[wi]!;
       const current = currents[wi]!;
       const start = I4 + i.buckets + this.windowOffsets[wi]! * entry;
-      for (let t = 0; t < T; t++) out[col + t] = 0;
-      for (let b = 0; b < buckets; b++) {
-        const at = start + b * entry;
-        const epoch = epochs[at]! - 1;
-        if (epoch <= current - buckets || epoch > current) continue;
-        for (let t = 0; t < T; t++) out[col + t]! += counts[at + 1 + t]!;
+      const head = I4 + i.windowHeads + wi * (1 + 2 * T);
+      const newest = epochs[head]! - 1;
+      if (newest < 0 || current - newest >= buckets) {
+        for (let t = 0; t < T; t++) out[col + t] = 0;
+      } else if (current === newest) {
+        for (let t = 0; t < T; t++) out[col + t] = counts[head + 1 + T + t]!;
+      } else if (current > newest && 2 * (current - newest) < buckets) {
+        // A later `now` than the newest epoch: the totals less the few older buckets that have left the window since.
+        for (let t = 0; t < T; t++) out[col + t] = counts[head + 1 + T + t]!;
+        for (let epoch = Math.max(0, newest - buckets + 1); epoch <= current - buckets; epoch++) {
+          const at = start + (epoch % buckets) * entry;
+          if (epochs[at] !== epoch + 1) continue;
+          for (let t = 0; t < T; t++) out[col + t]! -= counts[at + 1 + t]!;
+        }
+      } else if (current > newest) {
+        // Or, when fewer are still in it, the head plus those older buckets.
+        for (let t = 0; t < T; t++) out[col + t] = counts[head + 1 + t]!;
+        for (let epoch = current - buckets + 1; epoch < newest; epoch++) {
+          const at = start + (epoch % buckets) * entry;
+          if (epochs[at] !== epoch + 1) continue;
+          for (let t = 0; t < T; t++) out[col + t]! += counts[at + 1 + t]!;
+        }
+      } else {
+        // A lookup before the item's newest epoch (replaying the past) sums the older buckets it can still see. The
+        // bucket the head will move into holds an epoch the head has replaced, so it is left out.
+        for (let t = 0; t < T; t++) out[col + t] = 0;
+        for (let b = 0; b < buckets; b++) {
+          if (b === newest % buckets) continue;
+          const at = start + b * entry;
+          const epoch = epochs[at]! - 1;
+          if (epoch <= current - buckets || epoch > current) continue;
+          for (let t = 0; t < T; t++) out[col + t]! += counts[at + 1 + t]!;
+        }
       }
       if (buckets * this.windowWidths[wi]! === this.longestWindow) {
         longestClicks = out[col + this.clickType]!;

@@ -39,8 +39,9 @@ export class SlotIndex {
     const mask = this.mask;
     const keys = this.keys;
     const stride = this.stride;
-    // The low bits of a cyrb53 key are well mixed already.
-    const tag = key % 4294967296 | 0;
+    // The low bits of a cyrb53 key are well mixed already. `>>> 0` takes them exactly for keys below 2^53, and unlike
+    // `% 2^32` it compiles to a truncation instead of a call to fmod.
+    const tag = key >>> 0 | 0;
     for (let i = tag & mask; ; i = (i + 1) & mask) {
       const slot = table[2 * i]!;
       if (slot < 0) return -1;
@@ -62,7 +63,7 @@ export class SlotIndex {
 
   /** Adds `slot`, whose key is already in its row. */
   insert(slot: number): void {
-    const tag = this.keys[slot * this.stride]! % 4294967296 | 0;
+    const tag = this.keys[slot * this.stride]! >>> 0 | 0;
     let i = tag & this.mask;
     while (this.table[2 * i]! >= 0) i = (i + 1) & this.mask;
     this.table[2 * i] = slot;
@@ -72,7 +73,7 @@ export class SlotIndex {
   /** Removes `slot`, whose key is still in its row. */
   remove(slot: number): void {
     const table = this.table;
-    let i = (this.keys[slot * this.stride]! % 4294967296 | 0) & this.mask;
+    let i = (this.keys[slot * this.stride]! >>> 0 | 0) & this.mask;
     while (table[2 * i] !== slot) {
       if (table[2 * i]! < 0) return;
       i = (i + 1) & this.mask;
