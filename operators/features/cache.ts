@@ -56,11 +56,16 @@ function itemFields(c: ResolvedFeatureConfig) {
   return {
     key: { type: 'f64', width: 1 },
     firstSeen: { type: 'f64', width: 1 },
-    published: { type: 'f64', width: 1, initial: Number.NaN },
+    published: { type: 'f64', width: 1 },
     trendTime: { type: 'f64', width: 1 },
     lastEvent: { type: 'f64', width: 1 },
     trending: { type: 'f32', width: 1 },
     attributeCount: { type: 'u8', width: 1 },
+    /**
+     * 1 once metadata gave a publication time. A flag rather than a NaN time keeps a fresh row all zeros, so growing
+     * the rows writes nothing into new ones: in a virtual machine each first touch of a page is a costly fault.
+     */
+    publishedKnown: { type: 'u8', width: 1 },
     categorical: { type: 'u16', width: Object.keys(c.item.categoricalFields).length },
     /**
      * Per window: the newest epoch counted + 1 (0: none), that epoch's counts per window type (the head bucket), and
@@ -700,7 +705,10 @@ export class FeatureCache {
       I.u16[item * I.stride2 + i.categorical + f] = typeof value === 'string' ? vocab.indexOf(value) + 1 : 0;
     });
     const published = publishedTime(e.fields[c.publishedField]);
-    if (published !== undefined) I.f64[item * I.stride8 + i.published] = published;
+    if (published !== undefined) {
+      I.f64[item * I.stride8 + i.published] = published;
+      I.u8[item * I.stride + i.publishedKnown] = 1;
+    }
     this.items.touch(item);
   }
 
@@ -936,8 +944,8 @@ export class FeatureCache {
     out[col++] = (longestClicks + m * attributeCtr) / (longestImpressions + m);
     out[col++] = attributeCtr;
     out[col++] = I.f32[I4 + i.trending]! * decay(now - I.f64[ib8 + i.trendTime]!, c.trendingHalfLifeMs);
-    const published = I.f64[ib8 + i.published]!;
-    out[col++] = Math.max(0, now - (Number.isNaN(published) ? I.f64[ib8 + i.firstSeen]! : published)) / HOUR;
+    const since = I.u8[item * I.stride + i.publishedKnown] === 1 ? I.f64[ib8 + i.published]! : I.f64[ib8 + i.firstSeen]!;
+    out[col++] = Math.max(0, now - since) / HOUR;
     for (let f2 = 0; f2 < c.numericFields.length; f2++) out[col++] = I.f32[I4 + i.numeric + f2]!;
     const vocabularies = this.categoricalVocabularies;
     for (let fi = 0; fi < vocabularies.length; fi++) {
