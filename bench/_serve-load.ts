@@ -2,15 +2,19 @@
  * The load generator of the `serve` suite, run as its own process so its CPU is not the server's event loop. It
  * takes one JSON argument and prints one JSON line of figures.
  *
- * `paced` is an open-loop generator at a fixed rate: request n is due at start + n / rate, is sent then over a pool
- * of keep-alive connections (undici) whether or not earlier ones have answered, and its latency counts from when it was due,
- * so a stalled server is charged for the requests it delayed (no coordinated omission). autocannon's own rate limit
- * lets each connection send its per-second quota back to back and then idle until the next second, which measures
- * bursts, not a sustained rate. `max` is autocannon closed-loop: every connection sends its next request as soon as
- * the previous one is answered.
+ * It shares the machine's two cores with the server, so it is a lean HTTP/1.1 client of its own, in the manner of
+ * wrk: each request is a prebuilt buffer written to a keep-alive connection, and each answer is read as far as its
+ * status and Content-Length (the server answers every request with a JSON body of known length). That costs the
+ * generator about a tenth of the CPU per request that undici's pool or autocannon do, and the CPU it does not burn is
+ * the server's. At most one request is in flight per connection (no pipelining).
+ *
+ * `paced` is an open-loop generator at a fixed rate: request n is due at start + n / rate and is sent then, on an idle
+ * connection or, when all are busy, on the first to become free, whether or not earlier ones have answered; its
+ * latency counts from when it was due, so a stalled server is charged for the requests it delayed (no coordinated
+ * omission). `max` is closed-loop: every connection sends its next request as soon as the previous one is answered,
+ * and latency counts from the write.
  */
-import { createRequire } from 'node:module';
-import { Pool } from 'undici';
+import { connect, type Socket } from 'node:net';
 
 export interface LoadOptions {
   readonly mode: 'paced' | 'max';
@@ -44,23 +48,9 @@ export interface LoadResult {
   readonly non2xx: number;
   readonly errors: number;
   readonly timeouts: number;
-  /** CPU time the load generator itself spent per counted request, in µs (`paced`; it shares the server's cores). */
-  readonly generatorCpuUsPerRequest?: number;
+  /** CPU time the load generator itself spent per counted request, in µs (it shares the server's cores). */
+  readonly generatorCpuUsPerRequest: number;
 }
-
-interface AutocannonResult {
-  duration: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  '2xx': number;
-}
-
-interface AutocannonInstance extends PromiseLike<AutocannonResult> {
-  on(event: 'response', listener: (client: unknown, statusCode: number, bytes: number, responseTimeMs: number) => void): void;
-}
-
-type Autocannon = (options: Record<string, unknown>) => AutocannonInstance;
 
 function summarise(latenciesMs: number[]): { p50Ms: number; p90Ms: number; p99Ms: number; maxMs: number } {
   const sorted = Float64Array.from(latenciesMs).sort();
@@ -69,131 +59,291 @@ function summarise(latenciesMs: number[]): { p50Ms: number; p90Ms: number; p99Ms
   return { p50Ms: round(at(0.5)), p90Ms: round(at(0.9)), p99Ms: round(at(0.99)), maxMs: round(at(1)) };
 }
 
-function paced(options: LoadOptions): Promise<LoadResult> {
+/** One request: `started` is where its latency counts from; `done` gets the status, or 0 when it failed. */
+interface Exchange {
+  readonly request: Buffer;
+  readonly started: number;
+  readonly done: (status: number, timedOut: boolean) => void;
+}
+
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+/** A keep-alive connection that carries one exchange at a time and reconnects after a failure. */
+class Connection {
+  private socket!: Socket;
+  private pending: Buffer | undefined;
+  private closed = false;
+  current: Exchange | undefined;
+  sentAt = 0;
+
+  constructor(
+    private readonly host: string,
+    private readonly port: number,
+    private readonly onIdle: (connection: Connection) => void,
+  ) {
+    this.open();
+  }
+
+  send(exchange: Exchange): void {
+    this.current = exchange;
+    this.sentAt = performance.now();
+    this.socket.write(exchange.request);
+  }
+
+  /** Fails the exchange in flight (a timeout) and starts over on a new socket. */
+  abort(): void {
+    this.socket.destroy();
+    this.open();
+    this.fail(true);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  private open(): void {
+    const socket = connect({ host: this.host, port: this.port, noDelay: true });
+    this.socket = socket;
+    this.pending = undefined;
+    socket.on('data', (chunk: Buffer) => this.read(chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      if (this.socket !== socket || this.closed) return;
+      // The new socket first: failing the exchange frees this connection for the next one.
+      this.open();
+      this.fail(false);
+    });
+  }
+
+  private fail(timedOut: boolean): void {
+    const exchange = this.current;
+    this.current = undefined;
+    if (exchange) {
+      exchange.done(0, timedOut);
+      this.onIdle(this);
+    }
+  }
+
+  private read(chunk: Buffer): void {
+    const data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    const headerEnd = data.indexOf(HEADER_END);
+    if (headerEnd < 0) {
+      this.pending = data;
+      return;
+    }
+    const head = data.toString('latin1', 0, headerEnd);
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(head);
+    if (!length) {
+      // Only answers with a Content-Length are expected; anything else counts as an error, on a fresh connection.
+      this.socket.destroy();
+      return;
+    }
+    const end = headerEnd + HEADER_END.length + Number(length[1]);
+    if (data.length < end) {
+      this.pending = data;
+      return;
+    }
+    this.pending = undefined;
+    const exchange = this.current;
+    this.current = undefined;
+    exchange?.done(Number(head.slice(9, 12)), false);
+    this.onIdle(this);
+  }
+}
+
+/** Runs `connections` connections, sending what `next` gives whenever one is idle, until `next` gives nothing. */
+class Client {
+  private readonly connections: Connection[];
+  private readonly idle: Connection[] = [];
+  private readonly sweep: NodeJS.Timeout;
+
+  constructor(
+    url: string,
+    connections: number,
+    timeoutMs: number,
+    private readonly next: () => Exchange | undefined,
+  ) {
+    const { hostname, port } = new URL(url);
+    this.connections = Array.from({ length: connections }, () => new Connection(hostname, Number(port), (c) => this.release(c)));
+    this.idle.push(...this.connections);
+    // One sweep timer rather than a timer per request: timeouts are rare, and the generator shares the server's cores.
+    this.sweep = setInterval(() => {
+      const now = performance.now();
+      for (const connection of this.connections) if (connection.current && now - connection.sentAt > timeoutMs) connection.abort();
+    }, Math.min(100, timeoutMs));
+  }
+
+  /** Sends what is ready on idle connections. */
+  pump(): void {
+    while (this.idle.length > 0) {
+      const exchange = this.next();
+      if (!exchange) return;
+      this.idle.pop()!.send(exchange);
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweep);
+    for (const connection of this.connections) connection.close();
+  }
+
+  private release(connection: Connection): void {
+    const exchange = this.next();
+    if (exchange) connection.send(exchange);
+    else this.idle.push(connection);
+  }
+}
+
+/** Prebuilt requests for the bodies, in a fixed pseudo-random order of users, so the loop only picks the next one. */
+function requestsFor(options: LoadOptions): Buffer[] {
+  const { host } = new URL(options.url);
+  const requests: Buffer[] = [];
+  let state = 0x9e3779b9;
+  for (let i = 0; i < 8192; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    const userId = i % 10 === 9 ? `guest-${i}` : `u${state % options.users}`;
+    const body = JSON.stringify({ userId, count: options.count });
+    requests.push(
+      Buffer.from(
+        `POST /v1/recommend HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      ),
+    );
+  }
+  return requests;
+}
+
+interface Tally {
+  readonly latencies: number[];
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+function record(tally: Tally, latencyMs: number, status: number, timedOut: boolean): void {
+  if (status >= 200 && status < 300) tally.latencies.push(latencyMs);
+  else if (timedOut) tally.timeouts++;
+  else if (status === 0) tally.errors++;
+  else tally.non2xx++;
+}
+
+function paced(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadResult> {
   const rate = options.rate!;
-  // undici's pool costs the generator about half the CPU per request of node:http's agent, and the generator shares
-  // the machine's two cores with the server.
-  const pool = new Pool(options.url, { connections: options.connections, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
-  const headers = { 'content-type': 'application/json' };
-  // A cold generator (compiling its HTTP client, opening connections) is late with its first requests by up to a few
-  // hundred ms, even against a server that answers at once: the first `warmUpMs` of requests are sent but not counted.
+  // A cold generator (compiling, opening connections) is late with its first requests, even against a server that
+  // answers at once: the first `warmUpMs` of requests are sent but not counted.
   const warmUp = Math.round((rate * (options.warmUpMs ?? 1000)) / 1000);
   const total = Math.round((rate * options.durationMs) / 1000);
-  const latencies: number[] = [];
+  const tally: Tally = { latencies: [], non2xx: 0, errors: 0, timeouts: 0 };
+  const start = performance.now();
+  let due = 0;
   let sent = 0;
   let settled = 0;
-  let non2xx = 0;
-  let errors = 0;
-  let timeouts = 0;
   let lastAnswer = 0;
   let cpuAtMeasure: NodeJS.CpuUsage | undefined;
-  const start = performance.now();
-  const measuredFrom = start + (warmUp * 1000) / rate;
 
   return new Promise((resolve) => {
     const finish = () => {
-      if (++settled < warmUp + total) return;
+      const measuredFrom = start + (warmUp * 1000) / rate;
       const durationS = (lastAnswer - measuredFrom) / 1000;
       const cpu = process.cpuUsage(cpuAtMeasure);
-      void pool.close();
+      client.close();
       resolve({
         mode: 'paced',
         connections: options.connections,
         targetRate: rate,
         durationS: Math.round(durationS * 100) / 100,
         requests: total,
-        ok: latencies.length,
-        rps: Math.round(latencies.length / durationS),
-        ...summarise(latencies),
-        non2xx,
-        errors,
-        timeouts,
+        ok: tally.latencies.length,
+        rps: Math.round(tally.latencies.length / durationS),
+        ...summarise(tally.latencies),
+        non2xx: tally.non2xx,
+        errors: tally.errors,
+        timeouts: tally.timeouts,
         generatorCpuUsPerRequest: Math.round((cpu.user + cpu.system) / total),
       });
     };
-    const fire = (due: number, body: string, counted: boolean) => {
-      pool.request({ path: '/v1/recommend', method: 'POST', headers, body }).then(
-        async ({ statusCode, body: answer }) => {
-          await answer.dump();
-          const now = performance.now();
-          if (counted) {
-            lastAnswer = now;
-            if (statusCode >= 200 && statusCode < 300) latencies.push(now - due);
-            else non2xx++;
-          }
-          finish();
-        },
-        (error: { code?: string }) => {
+    // Requests that are due go out in order: on an idle connection at once, else on the next one that frees up.
+    const client = new Client(options.url, options.connections, options.timeoutMs, () => {
+      if (sent >= due) return undefined;
+      const n = sent++;
+      if (n === warmUp) cpuAtMeasure = process.cpuUsage();
+      const dueAt = start + (n * 1000) / rate;
+      const counted = n >= warmUp;
+      return {
+        request: requests[n % requests.length]!,
+        started: dueAt,
+        done: (status, timedOut) => {
           if (counted) {
             lastAnswer = performance.now();
-            if (error.code === 'UND_ERR_HEADERS_TIMEOUT' || error.code === 'UND_ERR_BODY_TIMEOUT') timeouts++;
-            else errors++;
+            record(tally, lastAnswer - dueAt, status, timedOut);
           }
-          finish();
+          if (++settled === warmUp + total) finish();
         },
-      );
-    };
+      };
+    });
+    // The timer sleeps until the next request is due rather than waking every millisecond: at a few hundred requests
+    // a second, idle wake-ups would cost the generator more CPU than the requests do.
     const tick = () => {
-      const due = Math.min(warmUp + total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
-      for (; sent < due; sent++) {
-        if (sent === warmUp) cpuAtMeasure = process.cpuUsage();
-        fire(start + (sent * 1000) / rate, bodies[sent % bodies.length]!, sent >= warmUp);
-      }
-      if (sent < warmUp + total) setTimeout(tick, 1);
+      due = Math.min(warmUp + total, Math.floor(((performance.now() - start) * rate) / 1000) + 1);
+      client.pump();
+      if (due < warmUp + total) setTimeout(tick, Math.max(1, Math.round(start + (due * 1000) / rate - performance.now())));
     };
     tick();
   });
 }
 
-async function max(options: LoadOptions): Promise<LoadResult> {
-  const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
-  let next = 0;
-  const latencies: number[] = [];
-  const instance = autocannon({
-    url: options.url,
-    connections: options.connections,
-    duration: options.durationMs / 1000,
-    timeout: options.timeoutMs / 1000,
-    headers: { 'content-type': 'application/json' },
-    requests: [
-      {
-        method: 'POST',
-        path: '/v1/recommend',
-        setupRequest: (req: Record<string, unknown>) => ({ ...req, body: bodies[next++ % bodies.length] }),
-      },
-    ],
-  });
-  instance.on('response', (_client, statusCode, _bytes, responseTimeMs) => {
-    if (statusCode >= 200 && statusCode < 300) latencies.push(responseTimeMs);
-  });
-  const result = await instance;
-  return {
-    mode: 'max',
-    connections: options.connections,
-    durationS: result.duration,
-    requests: latencies.length + result.non2xx + result.errors + result.timeouts,
-    ok: result['2xx'],
-    rps: Math.round(result['2xx'] / result.duration),
-    ...summarise(latencies),
-    non2xx: result.non2xx,
-    errors: result.errors,
-    timeouts: result.timeouts,
-  };
-}
+function max(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadResult> {
+  const tally: Tally = { latencies: [], non2xx: 0, errors: 0, timeouts: 0 };
+  const cpuAtStart = process.cpuUsage();
+  const start = performance.now();
+  const end = start + options.durationMs;
+  let sent = 0;
+  let inFlight = 0;
 
-/** Request bodies in a fixed pseudo-random order of users, built once so the loop only picks the next one. */
-function bodiesFor(options: LoadOptions): string[] {
-  const bodies: string[] = [];
-  let state = 0x9e3779b9;
-  for (let i = 0; i < 8192; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    const userId = i % 10 === 9 ? `guest-${i}` : `u${state % options.users}`;
-    bodies.push(JSON.stringify({ userId, count: options.count }));
-  }
-  return bodies;
+  return new Promise((resolve) => {
+    const client = new Client(options.url, options.connections, options.timeoutMs, () => {
+      const now = performance.now();
+      if (now >= end) {
+        if (inFlight === 0) setImmediate(finish);
+        return undefined;
+      }
+      inFlight++;
+      return {
+        request: requests[sent++ % requests.length]!,
+        started: now,
+        done: (status, timedOut) => {
+          inFlight--;
+          record(tally, performance.now() - now, status, timedOut);
+        },
+      };
+    });
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      const durationS = (performance.now() - start) / 1000;
+      const cpu = process.cpuUsage(cpuAtStart);
+      const requestsDone = tally.latencies.length + tally.non2xx + tally.errors + tally.timeouts;
+      client.close();
+      resolve({
+        mode: 'max',
+        connections: options.connections,
+        durationS: Math.round(durationS * 100) / 100,
+        requests: requestsDone,
+        ok: tally.latencies.length,
+        rps: Math.round(tally.latencies.length / durationS),
+        ...summarise(tally.latencies),
+        non2xx: tally.non2xx,
+        errors: tally.errors,
+        timeouts: tally.timeouts,
+        generatorCpuUsPerRequest: Math.round((cpu.user + cpu.system) / Math.max(1, requestsDone)),
+      });
+    };
+    client.pump();
+  });
 }
 
 const options = JSON.parse(process.argv[2] ?? '{}') as LoadOptions;
-const bodies = bodiesFor(options);
-const result = options.mode === 'paced' ? await paced(options) : await max(options);
+const requests = requestsFor(options);
+const result = options.mode === 'paced' ? await paced(options, requests) : await max(options, requests);
 process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -5,7 +5,8 @@
  *
  * The server runs in this process; the load comes from a separate process (bench/_serve-load.ts), after seeding a
  * catalogue and behaviour for a few thousand users and a warm-up. `fixedRate` is an open-loop load at a fixed rate
- * whose latencies count from when each request was due; `max` is autocannon closed-loop at full speed. The top-level
+ * whose latencies count from when each request was due; `max` is closed-loop at full speed. Both report the CPU the
+ * generator itself spent per request (`generatorCpuUsPerRequest`), as it shares the server's cores. The top-level
  * rps, p50Ms, p99Ms and errors are the fixed-rate run's (the sustained-rate target), errors being non-2xx answers,
  * connection errors and timeouts.
  *
