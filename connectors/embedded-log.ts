@@ -79,6 +79,13 @@ class Topic {
   }
 }
 
+/** A consumer waiting for records: woken once `remaining` more have been appended to one of `topics` (any if unset). */
+interface Waiter {
+  readonly topics: ReadonlySet<string> | undefined;
+  remaining: number;
+  readonly wake: () => void;
+}
+
 class Group {
   readonly members: EmbeddedConsumer[] = [];
   readonly committed = new Map<string, number>();
@@ -94,7 +101,7 @@ export class EmbeddedLog implements Log {
   readonly kind = 'embedded' as const;
   private readonly topics = new Map<string, Topic>();
   private readonly groups = new Map<string, Group>();
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Set<Waiter>();
   private readonly defaultPartitions: number;
   private readonly retentionRecords: number;
 
@@ -129,7 +136,7 @@ export class EmbeddedLog implements Log {
       }
       results[i] = { topic, partition, offset: t.partitions[partition]!.append(record) };
     }
-    if (records.length > 0) this.wakeReaders();
+    if (records.length > 0) this.wakeReaders(topic, records.length);
     return results;
   }
 
@@ -177,16 +184,24 @@ export class EmbeddedLog implements Log {
     return group;
   }
 
-  /** @internal Resolves at the next append or after `timeoutMs`. */
-  waitForAppend(timeoutMs: number): Promise<void> {
+  /**
+   * @internal Resolves after `timeoutMs`, or once `records` records (default 1) have been appended to `topics` (default
+   * any topic). A consumer waits only for what it reads: every append in a serving process (impressions, served
+   * features) would otherwise wake every idle or batching consumer of every topic to find nothing to do.
+   */
+  waitForAppend(timeoutMs: number, topics?: readonly string[], records = 1): Promise<void> {
     return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer);
-        this.waiters.delete(wake);
-        resolve();
+      const waiter: Waiter = {
+        topics: topics ? new Set(topics) : undefined,
+        remaining: records,
+        wake: () => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve();
+        },
       };
-      const timer = setTimeout(wake, timeoutMs);
-      this.waiters.add(wake);
+      const timer = setTimeout(waiter.wake, timeoutMs);
+      this.waiters.add(waiter);
     });
   }
 
@@ -198,8 +213,13 @@ export class EmbeddedLog implements Log {
     return this.rebalance(group);
   }
 
-  private wakeReaders(): void {
-    for (const wake of [...this.waiters]) wake();
+  private wakeReaders(topic: string, records: number): void {
+    // Deleting the entry being visited, as `wake` does, is safe while iterating a Set.
+    for (const waiter of this.waiters) {
+      if (waiter.topics && !waiter.topics.has(topic)) continue;
+      waiter.remaining -= records;
+      if (waiter.remaining <= 0) waiter.wake();
+    }
   }
 
   private topicOrCreate(name: string, config?: TopicConfig): Topic {
@@ -269,7 +289,7 @@ class EmbeddedConsumer implements LogConsumer {
           lingerUntil ??= performance.now() + maxWaitMs;
           const wait = lingerUntil - performance.now();
           if (wait > 0) {
-            await this.log.waitForAppend(wait);
+            await this.log.waitForAppend(wait, this.topics, minRecords - ready);
             continue;
           }
         }
@@ -290,7 +310,7 @@ class EmbeddedConsumer implements LogConsumer {
       this.caughtUp = true;
       const remaining = deadline - performance.now();
       if (remaining <= 0) return null;
-      await this.log.waitForAppend(remaining);
+      await this.log.waitForAppend(remaining, this.topics);
     }
   }
 
