@@ -12,6 +12,7 @@ import { httpLoggerOptions } from '../connectors/observability/logger.js';
 import { createMetrics, type EddyMetrics } from '../connectors/observability/metrics.js';
 import { createLog, ensureTopics } from '../connectors/kafka/index.js';
 import type { Log, LogRecord } from '../connectors/log.js';
+import type { BehaviourEvent } from '../schema/events.js';
 import { MemoryFeatureStore } from '../connectors/memory-store.js';
 import { RedisFeatureStore } from '../connectors/redis-store.js';
 import { Experiments, type ExperimentConfig } from '../models/ab/experiments.js';
@@ -222,6 +223,8 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     const encoder = new RowEncoder({ bits: ONLINE_MODEL_BITS });
     const onlineRanker = new OnlineRanker('ftrl', encoder, coldStartPredictor(encoder), 'cold-start');
     const featureLog = new TopicFeatureLog(log, { maxBuffered: 64 });
+    const impressionLog = new ImpressionLog(log, topics.events, featureLog, onError);
+    stoppers.push(() => impressionLog.flush());
     const rankers: Record<string, Ranker> & { default: Ranker } = { default: onlineRanker, online: onlineRanker };
     let headRanker: HeadRanker | undefined;
     if (config.modelFile) {
@@ -248,10 +251,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       explorationShare: config.explorationShare,
       logImpressions: (impressions) => {
         metrics.eventsOut.labels(topics.events).inc(impressions.length);
-        void featureLog
-          .flush()
-          .then(() => log.append(topics.events, impressions.map((e) => ({ key: e.userId, value: JSON.stringify(e) }))))
-          .catch(onError);
+        impressionLog.push(impressions);
       },
     });
     const servingRef = serving;
@@ -329,6 +329,42 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       if (!options.log) await log.close();
     },
   };
+}
+
+/**
+ * Appends served impressions to the events topic once per turn of the event loop rather than once per request, after
+ * the served features of the same requests (so a samples job never sees an impression before its features): under
+ * load a turn finishes several requests, and every append wakes the consumers that read the topic.
+ */
+class ImpressionLog {
+  private pending: { key: string; value: string }[] = [];
+  private scheduled: NodeJS.Immediate | undefined;
+
+  constructor(
+    private readonly log: Log,
+    private readonly topic: string,
+    private readonly featureLog: TopicFeatureLog,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  push(impressions: readonly BehaviourEvent[]): void {
+    for (const event of impressions) this.pending.push({ key: event.userId, value: JSON.stringify(event) });
+    this.scheduled ??= setImmediate(() => void this.flush());
+  }
+
+  /** Appends what is pending; failures go to `onError`, as serving does not wait for them. */
+  async flush(): Promise<void> {
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    const records = this.pending;
+    this.pending = [];
+    try {
+      await this.featureLog.flush();
+      if (records.length > 0) await this.log.append(this.topic, records);
+    } catch (error) {
+      this.onError(error);
+    }
+  }
 }
 
 /**
