@@ -1,3 +1,4 @@
+import * as ort from 'onnxruntime-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { sigmoid } from '../models/learner.js';
 import { exportOnnx } from '../models/rankers/export.js';
@@ -77,6 +78,29 @@ describe('scoring on a worker thread', () => {
     await b.close();
     const again = await workerScorer(exportOnnx(first));
     (await again.score(rows)).forEach((score, i) => expect(score).toBeCloseTo(sigmoid(first.logit(rows[i]!)), 5));
+  });
+
+  it('answers each run of one turn on its own: a run onnxruntime refuses fails alone', async () => {
+    const ranker = rankerOf(1);
+    const session = await createScoringSession(exportOnnx(ranker), {}, 'worker');
+    const rows = rowsOf(4, 3);
+    const feeds = (n: number, denseWidth = LAYOUT.denseFeatures.length) => ({
+      dense: new ort.Tensor('float32', Float32Array.from(rows.slice(0, n).flatMap((row) => Array.from(row.dense).slice(0, denseWidth))), [n, denseWidth]),
+      categorical: new ort.Tensor('int32', Int32Array.from(rows.slice(0, n).flatMap((row) => Array.from(row.categorical))), [n, LAYOUT.categoricalFields.length]),
+    });
+    // Asked for in the same turn, so they cross to the thread together; the middle one has a dense feature too few.
+    const [first, bad, last] = await Promise.allSettled([session.run(feeds(4)), session.run(feeds(2, LAYOUT.denseFeatures.length - 1)), session.run(feeds(2))]);
+    expect(bad.status).toBe('rejected');
+    const error = (bad as PromiseRejectedResult).reason as Error;
+    expect(error.message).toMatch(/onnxruntime run failed/);
+    expect((error.cause as Error).message.length).toBeGreaterThan(0);
+    for (const [result, n] of [[first, 4], [last, 2]] as const) {
+      expect(result.status).toBe('fulfilled');
+      const logits = (result as PromiseFulfilledResult<Record<string, ort.Tensor>>).value.logit!.data as Float32Array;
+      expect(logits.length).toBe(n);
+      logits.forEach((logit, i) => expect(logit).toBeCloseTo(ranker.logit(rows[i]!), 4));
+    }
+    await session.release();
   });
 
   it('reports a model onnxruntime cannot load with its error as the cause, and refuses runs once released', async () => {
