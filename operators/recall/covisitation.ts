@@ -162,26 +162,34 @@ export class CoVisitationRecaller implements Recaller {
       if (!list) continue;
       const weight = recency;
       const ownRoot = Math.sqrt(from.count);
-      // forEach, unlike for-of over entries, allocates nothing per neighbour.
-      list.forEach((stored, neighbour) => {
+      const { nodes, weights } = list;
+      for (let i = 0; i < nodes.length; i++) {
+        const neighbour = nodes[i]!;
+        const stored = weights[i]!;
         if (neighbour.mark !== mark) {
           neighbour.mark = mark;
           neighbour.score = 0;
           touched.push(neighbour);
         }
         neighbour.score += this.cosine ? (weight * stored) / (ownRoot * Math.sqrt(neighbour.count) + shrinkage) : weight * stored * scale;
-      });
+      }
     }
     const own = new Set(recent);
     const accept = request.accept;
-    const out: ScoredCandidate[] = [];
-    touched.sort(byScore);
-    for (let i = 0; i < touched.length && out.length < request.count; i++) {
-      const node = touched[i]!;
-      if (own.has(node.itemId) || (accept && !accept(node.itemId))) continue;
-      out.push({ itemId: node.itemId, score: node.score, source: this.name });
-    }
-    return out;
+    const take = (ranked: readonly ItemNode[]): ScoredCandidate[] => {
+      const out: ScoredCandidate[] = [];
+      for (let i = 0; i < ranked.length && out.length < request.count; i++) {
+        const node = ranked[i]!;
+        if (own.has(node.itemId) || (accept && !accept(node.itemId))) continue;
+        out.push({ itemId: node.itemId, score: node.score, source: this.name });
+      }
+      return out;
+    };
+    // Hundreds of items are touched and a few dozen are wanted: rank only the best (room for the user's own and
+    // rejected items), and everything only when those run out.
+    const best = bestByScore(touched, 2 * request.count + expanded);
+    const out = take(best);
+    return out.length < request.count && best.length < touched.length ? take(touched.sort(byScore)) : out;
   }
 
   private node(itemId: string): ItemNode {
@@ -219,14 +227,58 @@ export class CoVisitationRecaller implements Recaller {
 const byScore = (a: ItemNode, b: ItemNode) => b.score - a.score;
 
 /**
+ * The `limit` highest-scoring nodes, best first, ties in their order in `nodes`: the first `limit` of a stable sort
+ * by score, found with a heap of `limit` instead of sorting them all.
+ */
+function bestByScore(nodes: readonly ItemNode[], limit: number): ItemNode[] {
+  if (nodes.length <= limit) return nodes.slice().sort(byScore);
+  // Min-heap of indices into `nodes`, the worst kept on top; of equal scores the later one is worse.
+  const heap = new Int32Array(limit);
+  const worse = (a: number, b: number) => nodes[a]!.score < nodes[b]!.score || (nodes[a]!.score === nodes[b]!.score && a > b);
+  const siftDown = (size: number) => {
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      if (l >= size) return;
+      const r = l + 1;
+      const child = r < size && worse(heap[r]!, heap[l]!) ? r : l;
+      if (!worse(heap[child]!, heap[i]!)) return;
+      const swap = heap[i]!;
+      heap[i] = heap[child]!;
+      heap[child] = swap;
+      i = child;
+    }
+  };
+  for (let n = 0; n < limit; n++) {
+    heap[n] = n;
+    for (let i = n; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!worse(heap[i]!, heap[parent]!)) break;
+      const swap = heap[i]!;
+      heap[i] = heap[parent]!;
+      heap[parent] = swap;
+      i = parent;
+    }
+  }
+  for (let n = limit; n < nodes.length; n++) {
+    if (!worse(heap[0]!, n)) continue;
+    heap[0] = n;
+    siftDown(limit);
+  }
+  return Array.from(heap)
+    .sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b)
+    .map((i) => nodes[i]!);
+}
+
+/**
  * One item's neighbours and weights. Weights live in a Float64Array rather than as Map values, which V8 would box
  * into a new heap number on every update; the map holds small-integer slots. Holds up to 2K; when full, keeps its K
  * strongest (one sort per K insertions keeps each insertion cheap).
  */
 class NeighbourList {
   private readonly slots = new Map<ItemNode, number>();
-  private nodes: ItemNode[] = [];
-  private readonly weights: Float64Array;
+  /** The neighbours, and at the same index in `weights` their weights; read in place by the hot loop of `recall`. */
+  nodes: ItemNode[] = [];
+  readonly weights: Float64Array;
 
   /** `strength` orders neighbours for pruning; default their weights. */
   constructor(

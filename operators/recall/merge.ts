@@ -38,8 +38,13 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   if (count <= 0 || active.length === 0) return [];
   const shares = apportion(active.map((list) => list.quota), count);
   const selected: string[] = [];
-  const taken = new Set<string>();
-  const usable = (itemId: string) => !taken.has(itemId) && (!accept || accept(itemId));
+  // Each taken item's index in `selected`: the set of taken items, and later where each source's hit belongs.
+  const position = new Map<string, number>();
+  const take = (itemId: string) => {
+    position.set(itemId, selected.length);
+    selected.push(itemId);
+  };
+  const usable = (itemId: string) => !position.has(itemId) && (!accept || accept(itemId));
 
   const cursors = active.map(() => 0);
   const filled = active.map(() => 0);
@@ -50,9 +55,7 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
       const candidates = active[s]!.candidates;
       while (cursors[s]! < candidates.length && !usable(candidates[cursors[s]!]!.itemId)) cursors[s]!++;
       if (cursors[s]! >= candidates.length) continue;
-      const itemId = candidates[cursors[s]!++]!.itemId;
-      taken.add(itemId);
-      selected.push(itemId);
+      take(candidates[cursors[s]!++]!.itemId);
       filled[s]!++;
       progress = true;
     }
@@ -63,26 +66,27 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
     for (const list of active) {
       const top = list.candidates[0]!.score;
       for (const candidate of list.candidates) {
-        if (!taken.has(candidate.itemId)) leftovers.push({ itemId: candidate.itemId, score: top > 0 ? candidate.score / top : 0 });
+        if (!position.has(candidate.itemId)) leftovers.push({ itemId: candidate.itemId, score: top > 0 ? candidate.score / top : 0 });
       }
     }
     leftovers.sort((a, b) => b.score - a.score);
     for (const { itemId } of leftovers) {
       if (selected.length >= count) break;
       if (!usable(itemId)) continue;
-      taken.add(itemId);
-      selected.push(itemId);
+      take(itemId);
     }
   }
 
   // Hits are gathered for the selected items only: sources return about twice what is merged, and this runs on
   // every request.
-  const position = new Map<string, number>();
-  selected.forEach((itemId, i) => position.set(itemId, i));
   const hits: (SourceHit[] | undefined)[] = new Array(selected.length);
+  // Each hit's score relative to its source's top score, at the same index as the hit: what orders an item's hits.
+  const relatives: (number[] | undefined)[] = new Array(selected.length);
   const normalised = new Float64Array(selected.length);
+  const sourceTop = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
   for (const list of active) {
     const top = list.candidates[0]!.score;
+    const sourceScale = sourceTop.get(list.source)!;
     const candidates = list.candidates;
     for (let rank = 0; rank < candidates.length; rank++) {
       const candidate = candidates[rank]!;
@@ -90,32 +94,35 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
       if (i === undefined) continue;
       const hit = { source: list.source, score: candidate.score, rank };
       const score = top > 0 ? candidate.score / top : 0;
+      const relative = sourceScale > 0 ? candidate.score / sourceScale : 0;
       const itemHits = hits[i];
       if (!itemHits) {
         hits[i] = [hit];
+        relatives[i] = [relative];
         normalised[i] = score;
         continue;
       }
       // A list's hits for an item are pushed while that list is visited, so a repeat would be the last one.
       if (itemHits[itemHits.length - 1]!.source === list.source) continue;
       itemHits.push(hit);
+      relatives[i]!.push(relative);
       if (score > normalised[i]!) normalised[i] = score;
     }
   }
-  const sourceTop = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
-  const relative = (hit: SourceHit) => {
-    const top = sourceTop.get(hit.source)!;
-    return top > 0 ? hit.score / top : 0;
-  };
   return selected.map((itemId, i) => {
     const sources = hits[i]!;
+    const relative = relatives[i]!;
     // Insertion sort: an item has a hit from a handful of sources at most, and Array.prototype.sort allocates.
     for (let j = 1; j < sources.length; j++) {
       const hit = sources[j]!;
-      const value = relative(hit);
+      const value = relative[j]!;
       let k = j;
-      for (; k > 0 && relative(sources[k - 1]!) < value; k--) sources[k] = sources[k - 1]!;
+      for (; k > 0 && relative[k - 1]! < value; k--) {
+        sources[k] = sources[k - 1]!;
+        relative[k] = relative[k - 1]!;
+      }
       sources[k] = hit;
+      relative[k] = value;
     }
     return { itemId, score: normalised[i]!, source: sources[0]!.source, sources };
   });
