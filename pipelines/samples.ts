@@ -5,7 +5,7 @@ import { withItems, Ticket, type Batch, type SourcePosition } from '../operators
 import { DeadLetterBuffer, deadLetterOf, type DeadLetter, type DeadLetterSink } from '../operators/dead-letters.js';
 import { eventTime, type EventTimeSnapshot } from '../operators/event-time.js';
 import { intervalJoin, type IntervalJoinSnapshot, type JoinedGroup, type JoinSideRecord } from '../operators/interval-join.js';
-import { decodeServedFeatures } from '../operators/features/feature-log.js';
+import { decodeServedBlock } from '../operators/features/feature-log.js';
 import { defineOperator, type Operator } from '../operators/operator.js';
 import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
@@ -110,7 +110,8 @@ export type SampleJoinItem =
       readonly requestId: string;
       readonly ts: number;
       readonly names: readonly string[];
-      readonly values: readonly number[];
+      /** A view into the float32 block of the item's request (a plain array once restored from a checkpoint). */
+      readonly values: Float32Array | readonly number[];
       readonly source: SourceRef;
     };
 
@@ -310,11 +311,27 @@ function timeOf(item: SampleJoinItem): number {
 function rawOf(item: SampleJoinItem): string {
   if (item.kind !== 'served') return JSON.stringify(item.event);
   const { userId, itemId, requestId, ts, names, values } = item;
-  return JSON.stringify({ requestId, userId, ts, names, items: [{ itemId, values }] });
+  return JSON.stringify({ requestId, userId, ts, names, items: [{ itemId, values: Array.from(values) }] });
+}
+
+/** The item as a checkpoint carries it: JSON has no typed arrays. */
+function plainItem(item: SampleJoinItem): SampleJoinItem {
+  return item.kind === 'served' && !Array.isArray(item.values) ? { ...item, values: Array.from(item.values) } : item;
 }
 
 function deadLetterOfItem(item: SampleJoinItem, reason: string): DeadLetter {
   return { reason, raw: rawOf(item), source: item.source };
+}
+
+function plainSnapshot(snapshot: IntervalJoinSnapshot<SampleJoinItem>): IntervalJoinSnapshot<SampleJoinItem> {
+  return {
+    ...snapshot,
+    entries: snapshot.entries.map((entry) => ({
+      ...entry,
+      item: plainItem(entry.item),
+      ...(entry.matches ? { matches: entry.matches.map(plainItem) } : {}),
+    })),
+  };
 }
 
 /** Log records from `events` and `feature-log` to join items; the rest is ignored or dead-lettered. */
@@ -338,11 +355,17 @@ function parseSampleInputs(
         const issue = parsed.error.issues[0]!;
         throw new Error(`${issue.path.map(String).join('.') || 'entry'}: ${issue.message}`);
       }
-      const entry = decodeServedFeatures(parsed.data);
+      const entry = parsed.data;
+      // The join holds each item's row as a view into the request's one block: it holds served features for the
+      // whole attribution window, and a plain array of numbers per item would take several times the memory, and
+      // the collector's time, of the block itself.
+      const block = decodeServedBlock(entry);
+      const width = entry.names.length;
       stats.servedRequests++;
-      for (const item of entry.items) {
-        out.push({ kind: 'served', userId: entry.userId, itemId: item.itemId, requestId: entry.requestId, ts: entry.ts, names: entry.names, values: item.values, source });
-      }
+      entry.items.forEach((itemId, i) => {
+        const values = new Float32Array(block.buffer, i * width * 4, width);
+        out.push({ kind: 'served', userId: entry.userId, itemId, requestId: entry.requestId, ts: entry.ts, names: entry.names, values, source });
+      });
       return;
     }
     const parsed = parseInputEvent(record.value);
@@ -523,7 +546,7 @@ function labelRequests(
         outcomes,
         featuresTs: served.ts,
         names: [...served.names],
-        values: [...served.values],
+        values: Array.from(served.values),
       });
       stats.samples++;
       if (label === 1) stats.positives++;
@@ -628,7 +651,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
       positions,
       eventTime: watermarks.snapshot(),
       watermark: Number.isFinite(advance.watermark) ? advance.watermark : null,
-      join: join.state.snapshot(),
+      join: plainSnapshot(join.state.snapshot()),
       stats: { ...stats },
     }),
     restore: (checkpoint) => {

@@ -65,6 +65,22 @@ export function encodeServedFeatures(entry: ServedFeatures): string {
 /** The entry a feature-log record carries; throws an error naming the field when the values block does not fit. */
 export function decodeServedFeatures(record: ServedFeaturesRecord): ServedFeatures {
   const width = record.names.length;
+  const values = decodeServedBlock(record);
+  return {
+    requestId: record.requestId,
+    userId: record.userId,
+    ts: record.ts,
+    names: record.names,
+    items: record.items.map((itemId, i) => ({ itemId, values: numbersOf(values.subarray(i * width, (i + 1) * width)) })),
+  };
+}
+
+/**
+ * A record's values as one float32 block, a row per item in `items` order; throws, naming the field, when the block
+ * does not fit the names and items or holds a value that is not finite.
+ */
+export function decodeServedBlock(record: ServedFeaturesRecord): Float32Array {
+  const width = record.names.length;
   const bytes = Buffer.from(record.values, 'base64');
   if (bytes.byteLength !== record.items.length * width * 4) {
     throw new Error(`values: ${bytes.byteLength} bytes for ${record.items.length} items of ${width} float32 features`);
@@ -73,13 +89,7 @@ export function decodeServedFeatures(record: ServedFeaturesRecord): ServedFeatur
   for (let i = 0; i < values.length; i++) {
     if (!Number.isFinite(values[i])) throw new Error(`values: ${record.names[i % width]} of ${record.items[Math.floor(i / width)]} is not finite`);
   }
-  return {
-    requestId: record.requestId,
-    userId: record.userId,
-    ts: record.ts,
-    names: record.names,
-    items: record.items.map((itemId, i) => ({ itemId, values: numbersOf(values.subarray(i * width, (i + 1) * width)) })),
-  };
+  return values;
 }
 
 export interface FeatureLogSink {
