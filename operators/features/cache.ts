@@ -2,6 +2,7 @@ import { BEHAVIOUR_TYPES, type BehaviourEvent, type BehaviourType, type FieldMap
 import { RowSet } from './columns.js';
 import { featureNames, resolveFeatureConfig, type FeatureConfig, type ResolvedFeatureConfig } from './config.js';
 import { attributeKey, hash53, low32 } from './hash.js';
+import { RefScores } from './ref-scores.js';
 import { FeatureRows } from './rows.js';
 import { SlotIndex } from './slot-table.js';
 
@@ -276,6 +277,10 @@ export class FeatureCache {
   newestEventTs = 0;
   /** A lookup's candidate slots and 32-bit references, kept between lookups so a lookup allocates neither. */
   private candidateSlots = new Int32Array(0);
+  /** A lookup's tables of the user's items, their co-visited neighbours and the user's affinities, reused. */
+  private readonly interacted = new RefScores();
+  private readonly covisitScores = new RefScores();
+  private readonly affinities = new RefScores();
   private candidateRefs = new Uint32Array(0);
 
   constructor(config: FeatureConfig = {}, options: FeatureCacheOptions = {}) {
@@ -747,12 +752,15 @@ export class FeatureCache {
     const userEnd = col;
 
     // What the user block implies for every candidate: their items, affinities and co-visited neighbours.
-    const interacted = new Set<number>();
-    const covisit = new Map<number, number>();
+    const interacted = this.interacted;
+    const covisit = this.covisitScores;
+    const affinity = this.affinities;
+    interacted.clear();
+    covisit.clear();
+    affinity.clear();
     let affinityMass = 0;
-    const affinity = new Map<number, number>();
     if (user >= 0) {
-      for (let r = 0; r < c.user.histories.length; r++) this.forEachRecent(user, r, 255, (ref) => interacted.add(ref));
+      for (let r = 0; r < c.user.histories.length; r++) this.forEachRecent(user, r, 255, (ref) => interacted.add(ref, 1));
       if (c.item.covisitNeighbours > 0) {
         const K = c.item.covisitNeighbours;
         const I = this.items.rows;
@@ -762,7 +770,7 @@ export class FeatureCache {
           const start = slot * I.stride4 + this.i.covisit;
           for (let at = start; at < start + 2 * K; at += 2) {
             const score = I.f32[at + 1]!;
-            if (score !== 0) covisit.set(I.u32[at]!, (covisit.get(I.u32[at]!) ?? 0) + score);
+            if (score !== 0) covisit.add(I.u32[at]!, score);
           }
         });
       }
@@ -771,7 +779,7 @@ export class FeatureCache {
         const v = U.f32[ub4 + u.affinityValues + k]!;
         if (v === 0) continue;
         affinityMass += Math.abs(v);
-        affinity.set(U.u32[ub4 + u.affinityKeys + k]!, v);
+        affinity.add(U.u32[ub4 + u.affinityKeys + k]!, v);
       }
     }
 
@@ -824,10 +832,10 @@ export class FeatureCache {
       if (item >= 0 && affinityMass > 0) {
         const count = I.u8[item * I.stride + this.i.attributeCount]!;
         const attributes = item * I.stride4 + this.i.attributes;
-        for (let a = 0; a < count && a < A; a++) matched += affinity.get(I.u32[attributes + a]!) ?? 0;
+        for (let a = 0; a < count && a < A; a++) matched += affinity.get(I.u32[attributes + a]!);
       }
       out[col++] = affinityMass > 0 ? matched / affinityMass : 0;
-      out[col++] = covisit.get(ref) ?? 0;
+      out[col++] = covisit.get(ref);
       if (item >= 0) {
         this.items.reference(item);
         const updated = I.f64[item * I.stride8 + this.i.lastEvent]!;
