@@ -12,7 +12,7 @@
  *
  * Options (`--key=value`): items (5000), users (3000), eventsPerUser (10), rate (1500), seconds (10),
  * pacedConnections (64), connections (16, for max), freshnessTrials (50), pushDebounceMs (0: proactive pushes off),
- * sloProbes (4), sloProbeSeconds (5), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`).
+ * sloProbes (6), sloProbeSeconds (5), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`).
  *
  * sustainedRps: the target rate when it meets p99 <= 20 ms with no errors; otherwise the highest rate a bisection
  * of `sloProbes` paced runs below it found meeting that (0 if none did).
@@ -193,7 +193,7 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
   const pacedConnections = Number(args.pacedConnections ?? 64);
   const maxConnections = Number(args.connections ?? 16);
   const trials = Number(args.freshnessTrials ?? 50);
-  const sloProbes = Number(args.sloProbes ?? 4);
+  const sloProbes = Number(args.sloProbes ?? 6);
   const sloProbeMs = Number(args.sloProbeSeconds ?? 5) * 1000;
   const timeoutMs = 10_000;
   // Off by default: with pushes on, the seeded behaviour of every user makes one refreshed list per user after the
