@@ -220,6 +220,28 @@ interface Tally {
   timeouts: number;
 }
 
+/** A run's figures: `requests` counted over `durationS`, and the generator's CPU time `cpu` spent on them. */
+function resultOf(
+  tally: Tally,
+  run: Pick<LoadResult, 'mode' | 'connections' | 'targetRate'>,
+  durationS: number,
+  requests: number,
+  cpu: NodeJS.CpuUsage,
+): LoadResult {
+  return {
+    ...run,
+    durationS: Math.round(durationS * 100) / 100,
+    requests,
+    ok: tally.latencies.length,
+    rps: Math.round(tally.latencies.length / durationS),
+    ...summarise(tally.latencies),
+    non2xx: tally.non2xx,
+    errors: tally.errors,
+    timeouts: tally.timeouts,
+    generatorCpuUsPerRequest: Math.round((cpu.user + cpu.system) / Math.max(1, requests)),
+  };
+}
+
 function record(tally: Tally, latencyMs: number, status: number, timedOut: boolean): void {
   if (status >= 200 && status < 300) tally.latencies.push(latencyMs);
   else if (timedOut) tally.timeouts++;
@@ -247,20 +269,7 @@ function paced(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadR
       const durationS = (lastAnswer - measuredFrom) / 1000;
       const cpu = process.cpuUsage(cpuAtMeasure);
       client.close();
-      resolve({
-        mode: 'paced',
-        connections: options.connections,
-        targetRate: rate,
-        durationS: Math.round(durationS * 100) / 100,
-        requests: total,
-        ok: tally.latencies.length,
-        rps: Math.round(tally.latencies.length / durationS),
-        ...summarise(tally.latencies),
-        non2xx: tally.non2xx,
-        errors: tally.errors,
-        timeouts: tally.timeouts,
-        generatorCpuUsPerRequest: Math.round((cpu.user + cpu.system) / total),
-      });
+      resolve(resultOf(tally, { mode: 'paced', connections: options.connections, targetRate: rate }, durationS, total, cpu));
     };
     // Requests that are due go out in order: on an idle connection at once, else on the next one that frees up.
     const client = new Client(options.url, options.connections, options.timeoutMs, () => {
@@ -325,19 +334,7 @@ function max(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadRes
       const cpu = process.cpuUsage(cpuAtStart);
       const requestsDone = tally.latencies.length + tally.non2xx + tally.errors + tally.timeouts;
       client.close();
-      resolve({
-        mode: 'max',
-        connections: options.connections,
-        durationS: Math.round(durationS * 100) / 100,
-        requests: requestsDone,
-        ok: tally.latencies.length,
-        rps: Math.round(tally.latencies.length / durationS),
-        ...summarise(tally.latencies),
-        non2xx: tally.non2xx,
-        errors: tally.errors,
-        timeouts: tally.timeouts,
-        generatorCpuUsPerRequest: Math.round((cpu.user + cpu.system) / Math.max(1, requestsDone)),
-      });
+      resolve(resultOf(tally, { mode: 'max', connections: options.connections }, durationS, requestsDone, cpu));
     };
     client.pump();
   });
