@@ -237,6 +237,13 @@ export class RedisFeatureStore implements FeatureStore {
     return this.recentItemsToLoad([user]).every(has);
   }
 
+  private referenceCached(keys: readonly Keyed[]): void {
+    for (const k of keys) {
+      const slot = k.kind === 'user' ? this.cache.users.find(k.key) : this.cache.itemSlotByRef(k.key);
+      if (slot >= 0) (k.kind === 'user' ? this.cache.users : this.cache.items).reference(slot);
+    }
+  }
+
   private isCached(k: Keyed): boolean {
     return (k.kind === 'user' ? this.cache.users.find(k.key) : this.cache.itemSlotByRef(k.key)) >= 0;
   }
@@ -312,11 +319,6 @@ export class RedisFeatureStore implements FeatureStore {
   async lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows> {
     const keys: Keyed[] = [{ kind: 'user', key: hash53(userId) }];
     for (const c of candidates) keys.push({ kind: 'item', key: low32(hash53(c)) });
-    // What the request uses gets its second chance first, so loading the rest evicts other keys.
-    for (const k of keys) {
-      const slot = k.kind === 'user' ? this.cache.users.find(k.key) : this.cache.itemSlotByRef(k.key);
-      if (slot >= 0) (k.kind === 'user' ? this.cache.users : this.cache.items).reference(slot);
-    }
     const absent = new Set<string>();
     const now = performance.now();
     const needs = (k: Keyed) => {
@@ -335,6 +337,9 @@ export class RedisFeatureStore implements FeatureStore {
     for (let attempt = 0; attempt < MAX_LOAD_ATTEMPTS && this.redis.status === 'ready'; attempt++) {
       const wanted = keys.filter(needs);
       if (wanted.length === 0 && !refreshGlobals && this.recentItemsToLoad(keys).filter(needs).length === 0) break;
+      // Before the first load, what the request uses gets its second chance, so loading the rest evicts other keys.
+      // A request that loads nothing skips this: the cache's lookup references what it serves.
+      if (attempt === 0) this.referenceCached(keys);
       try {
         const [missing] = await Promise.all([
           wanted.length > 0 ? this.readInto(wanted) : new Set<string>(),
