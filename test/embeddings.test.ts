@@ -108,10 +108,17 @@ describe('embedding model versions', () => {
 });
 
 describe('vector indexes', () => {
-  it('exact search returns the true top k in order', () => {
+  it.each([
+    ['in hnswlib-node', true],
+    ['in JavaScript', false],
+  ] as const)('exact search returns the true top k in order, %s', (_where, native) => {
     const vectors = randomUnitVectors(300, 8, 1);
-    const index = new ExactIndex(8, 4);
+    const index = new ExactIndex(8, 4, { native });
+    expect(index.isNative).toBe(native);
+    // Capacity 4 makes the index grow while it fills, and the second pass replaces every vector it holds.
+    vectors.forEach((v, i) => index.upsert(i, vectors[(i + 1) % vectors.length]!));
     vectors.forEach((v, i) => index.upsert(i, v));
+    expect(index.size).toBe(300);
     const query = vectors[7]!;
     const truth = vectors
       .map((v, i) => ({ i, dot: v.reduce((sum, x, d) => sum + x * query[d]!, 0) }))

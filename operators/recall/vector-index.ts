@@ -4,7 +4,8 @@ import type * as Hnswlib from 'hnswlib-node';
 /**
  * Maximum inner product search over unit vectors (so scores are cosine similarities), by label. Two
  * implementations behind one interface: exact dot products, which win on small catalogues, and an HNSW graph from
- * hnswlib-node for large ones. The native module is loaded only when an HNSW index is built.
+ * hnswlib-node for large ones. hnswlib-node is optional: without it, exact search runs in JavaScript and only the
+ * HNSW index is unavailable.
  */
 
 export interface VectorHits {
@@ -42,6 +43,30 @@ function insert(hits: VectorHits, k: number, label: number, dot: number): number
   return labels.length >= k ? scores[k - 1]! : -Infinity;
 }
 
+/**
+ * hnswlib-node, loaded on first use; undefined when it is not built for this Node version (it is an optional
+ * dependency).
+ */
+let hnswlib: { readonly module?: typeof Hnswlib; readonly error?: unknown } | undefined;
+function loadHnswlib(): { readonly module?: typeof Hnswlib; readonly error?: unknown } {
+  if (!hnswlib) {
+    try {
+      hnswlib = { module: createRequire(import.meta.url)('hnswlib-node') as typeof Hnswlib };
+    } catch (error) {
+      hnswlib = { error };
+    }
+  }
+  return hnswlib;
+}
+
+export interface ExactIndexOptions {
+  /**
+   * Compute the dot products in hnswlib-node's brute-force index (SIMD, about 2.5 times faster than JavaScript at 5,000
+   * items of 16 dimensions) when the package is built; false always uses the JavaScript loop. Default true.
+   */
+  readonly native?: boolean;
+}
+
 export class ExactIndex implements VectorIndex {
   readonly kind = 'exact';
   /** Float64 copies of the float32 vectors: the same values, read without a conversion per multiply-add. */
@@ -49,14 +74,22 @@ export class ExactIndex implements VectorIndex {
   private present: Uint8Array;
   private count = 0;
   private extent = 0;
+  private readonly native: NativeBruteForce | undefined;
 
-  constructor(readonly dim: number, capacity = 1024) {
+  constructor(readonly dim: number, capacity = 1024, options: ExactIndexOptions = {}) {
     this.vectors = new Float64Array(capacity * dim);
     this.present = new Uint8Array(capacity);
+    const hnsw = options.native === false ? undefined : loadHnswlib().module;
+    this.native = hnsw ? new NativeBruteForce(hnsw, dim, capacity) : undefined;
   }
 
   get size(): number {
     return this.count;
+  }
+
+  /** Whether searches run in hnswlib-node rather than in JavaScript. */
+  get isNative(): boolean {
+    return this.native !== undefined;
   }
 
   upsert(label: number, vector: Float32Array): void {
@@ -67,9 +100,11 @@ export class ExactIndex implements VectorIndex {
       this.count++;
     }
     if (label >= this.extent) this.extent = label + 1;
+    this.native?.upsert(label, this.vectors, this.present);
   }
 
   search(query: Float32Array, k: number): VectorHits {
+    if (this.native) return this.native.search(query, Math.min(k, this.count));
     const hits: VectorHits = { labels: [], scores: [] };
     if (k <= 0) return hits;
     if (this.dim === 16) this.search16(query, k, hits);
@@ -128,6 +163,58 @@ export class ExactIndex implements VectorIndex {
   }
 }
 
+/**
+ * Exact inner products in hnswlib-node's brute-force index. It cannot grow, so a larger one is filled from the
+ * JavaScript copies when the labels outgrow it.
+ */
+class NativeBruteForce {
+  private index: Hnswlib.BruteforceSearch;
+  private capacity: number;
+  private readonly point: number[];
+
+  constructor(
+    private readonly hnsw: typeof Hnswlib,
+    private readonly dim: number,
+    capacity: number,
+  ) {
+    this.capacity = Math.max(16, capacity);
+    this.index = this.create(this.capacity);
+    this.point = new Array<number>(dim).fill(0);
+  }
+
+  upsert(label: number, vectors: Float64Array, present: Uint8Array): void {
+    if (label >= this.capacity) {
+      this.capacity = Math.max(label + 1, this.capacity * 2);
+      this.index = this.create(this.capacity);
+      for (let other = 0; other < present.length; other++) if (present[other] && other !== label) this.add(other, vectors);
+    }
+    this.add(label, vectors);
+  }
+
+  search(query: Float32Array, k: number): VectorHits {
+    if (k <= 0) return { labels: [], scores: [] };
+    const point = this.point;
+    for (let d = 0; d < this.dim; d++) point[d] = query[d]!;
+    const { neighbors, distances } = this.index.searchKnn(point, k);
+    // hnswlib's inner-product distance is 1 - dot.
+    const scores = new Array<number>(distances.length);
+    for (let i = 0; i < distances.length; i++) scores[i] = 1 - distances[i]!;
+    return { labels: neighbors, scores };
+  }
+
+  private add(label: number, vectors: Float64Array): void {
+    const point = this.point;
+    for (let d = 0, base = label * this.dim; d < this.dim; d++) point[d] = vectors[base + d]!;
+    this.index.addPoint(point, label);
+  }
+
+  private create(capacity: number): Hnswlib.BruteforceSearch {
+    const index = new this.hnsw.BruteforceSearch('ip', this.dim);
+    index.initIndex(capacity);
+    return index;
+  }
+}
+
 export interface HnswOptions {
   /** Graph degree. Default 16. */
   readonly m?: number;
@@ -146,13 +233,9 @@ export class HnswIndex implements VectorIndex {
   private readonly point: number[];
 
   constructor(readonly dim: number, capacity: number, options: HnswOptions = {}) {
-    let hnswlib: typeof Hnswlib;
-    try {
-      hnswlib = createRequire(import.meta.url)('hnswlib-node') as typeof Hnswlib;
-    } catch (error) {
-      throw new Error('the HNSW index needs the hnswlib-node package built for this Node version', { cause: error });
-    }
-    this.index = new hnswlib.HierarchicalNSW('ip', dim);
+    const { module: hnsw, error } = loadHnswlib();
+    if (!hnsw) throw new Error('the HNSW index needs the hnswlib-node package built for this Node version', { cause: error });
+    this.index = new hnsw.HierarchicalNSW('ip', dim);
     this.index.initIndex({
       maxElements: Math.max(16, capacity),
       m: options.m ?? 16,
