@@ -82,8 +82,8 @@ export class ItemCatalogue implements Iterable<ItemInfo> {
   hasValue(itemId: string, field: string, value: string): boolean {
     const held = this.items.get(itemId)?.fields[field];
     if (held === undefined) return false;
-    if (!Array.isArray(held)) return String(held) === value;
-    for (const element of held) if (String(element) === value) return true;
+    if (!Array.isArray(held)) return (typeof held === 'string' ? held : String(held)) === value;
+    for (const element of held) if ((typeof element === 'string' ? element : String(element)) === value) return true;
     return false;
   }
 

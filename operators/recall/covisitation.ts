@@ -50,15 +50,15 @@ export interface CoVisitationRecallerOptions {
 
 const EXPONENT_LIMIT = 512;
 
-/** One item's state: its interaction count, its neighbours, and scratch space for summing scores in a request. */
+/**
+ * One item's state. Its number indexes the recaller's typed arrays (interaction counts, and the scratch space that
+ * sums scores in a request), so the hot loop of `recall` reads neighbours' numbers from a typed array and never
+ * touches their objects, which lie scattered over the heap.
+ */
 interface ItemNode {
   readonly itemId: string;
-  /** Decayed, weighted interactions, stored against the origin like pair weights. */
-  count: number;
+  readonly ordinal: number;
   neighbours: NeighbourList | undefined;
-  /** The request that last touched `score`. */
-  mark: number;
-  score: number;
 }
 
 export class CoVisitationRecaller implements Recaller {
@@ -71,6 +71,13 @@ export class CoVisitationRecaller implements Recaller {
   private readonly recencyDecay: number;
   private readonly histories: UserHistories;
   private readonly nodes = new Map<string, ItemNode>();
+  /** Item ids by ordinal. */
+  private readonly ids: string[] = [];
+  /** Decayed, weighted interactions by ordinal, stored against the origin like pair weights. */
+  private counts = new Float64Array(1024);
+  /** The request that last touched `scores[ordinal]`. */
+  private marks = new Int32Array(1024);
+  private scores = new Float64Array(1024);
   private readonly cosine: boolean;
   private readonly shrinkage: number;
   private readonly backwardWeight: number;
@@ -117,7 +124,7 @@ export class CoVisitationRecaller implements Recaller {
     }
     const increment = weight * 2 ** exponent;
     const node = this.node(event.itemId);
-    node.count += increment;
+    this.counts[node.ordinal]! += increment;
     const paired = new Set<string>();
     for (let i = previous.length - 1; i >= 0; i--) {
       const entry = previous[i]!;
@@ -138,9 +145,10 @@ export class CoVisitationRecaller implements Recaller {
     if (!list) return [];
     const scale = this.scaleAt(now);
     const shrinkage = scale > 0 ? this.shrinkage / scale : 0;
+    const counts = this.counts;
     const out: ScoredCandidate[] = [];
     list.forEach((stored, neighbour) => {
-      const score = this.cosine ? stored / (Math.sqrt(from.count * neighbour.count) + shrinkage) : stored * scale;
+      const score = this.cosine ? stored / (Math.sqrt(counts[from.ordinal]! * counts[neighbour.ordinal]!) + shrinkage) : stored * scale;
       out.push({ itemId: neighbour.itemId, score, source: this.name });
     });
     return out.sort((a, b) => b.score - a.score).slice(0, count);
@@ -150,55 +158,74 @@ export class CoVisitationRecaller implements Recaller {
     const recent = request.recentItems;
     const expanded = Math.min(recent.length, this.maxRecent);
     if (expanded === 0 || request.count <= 0) return [];
+    if (this.requests === 0x7fffffff) {
+      this.marks.fill(0);
+      this.requests = 0;
+    }
     const mark = ++this.requests;
     const scale = this.scaleAt(request.now);
     // Stored weights and counts share the origin's scale, so the cosine needs only the shrinkage converted to it.
     const shrinkage = scale > 0 ? this.shrinkage / scale : 0;
-    const touched: ItemNode[] = [];
+    const { counts, marks, scores } = this;
+    const touched: number[] = [];
     let recency = 1;
     for (let k = 0; k < expanded; k++, recency *= this.recencyDecay) {
       const from = this.nodes.get(recent[k]!);
       const list = from?.neighbours;
       if (!list) continue;
       const weight = recency;
-      const ownRoot = Math.sqrt(from.count);
-      const { nodes, weights } = list;
-      for (let i = 0; i < nodes.length; i++) {
-        const neighbour = nodes[i]!;
+      const ownRoot = Math.sqrt(counts[from.ordinal]!);
+      const { ordinals, weights } = list;
+      for (let i = 0, n = list.size; i < n; i++) {
+        const neighbour = ordinals[i]!;
         const stored = weights[i]!;
-        if (neighbour.mark !== mark) {
-          neighbour.mark = mark;
-          neighbour.score = 0;
+        if (marks[neighbour] !== mark) {
+          marks[neighbour] = mark;
+          scores[neighbour] = 0;
           touched.push(neighbour);
         }
-        neighbour.score += this.cosine ? (weight * stored) / (ownRoot * Math.sqrt(neighbour.count) + shrinkage) : weight * stored * scale;
+        scores[neighbour]! += this.cosine ? (weight * stored) / (ownRoot * Math.sqrt(counts[neighbour]!) + shrinkage) : weight * stored * scale;
       }
     }
     const own = new Set(recent);
     const accept = request.accept;
-    const take = (ranked: readonly ItemNode[]): ScoredCandidate[] => {
+    const ids = this.ids;
+    const take = (ranked: readonly number[]): ScoredCandidate[] => {
       const out: ScoredCandidate[] = [];
       for (let i = 0; i < ranked.length && out.length < request.count; i++) {
-        const node = ranked[i]!;
-        if (own.has(node.itemId) || (accept && !accept(node.itemId))) continue;
-        out.push({ itemId: node.itemId, score: node.score, source: this.name });
+        const itemId = ids[ranked[i]!]!;
+        if (own.has(itemId) || (accept && !accept(itemId))) continue;
+        out.push({ itemId, score: scores[ranked[i]!]!, source: this.name });
       }
       return out;
     };
     // Hundreds of items are touched and a few dozen are wanted: rank only the best (room for the user's own and
     // rejected items), and everything only when those run out.
-    const best = bestByScore(touched, 2 * request.count + expanded);
+    const best = bestByScore(touched, scores, 2 * request.count + expanded);
     const out = take(best);
-    return out.length < request.count && best.length < touched.length ? take(touched.sort(byScore)) : out;
+    return out.length < request.count && best.length < touched.length ? take(touched.sort((a, b) => scores[b]! - scores[a]!)) : out;
   }
 
   private node(itemId: string): ItemNode {
     let node = this.nodes.get(itemId);
     if (!node) {
-      node = { itemId, count: 0, neighbours: undefined, mark: 0, score: 0 };
+      const ordinal = this.ids.length;
+      if (ordinal >= this.counts.length) this.grow(2 * this.counts.length);
+      node = { itemId, ordinal, neighbours: undefined };
+      this.ids.push(itemId);
       this.nodes.set(itemId, node);
     }
     return node;
+  }
+
+  private grow(capacity: number): void {
+    const counts = new Float64Array(capacity);
+    counts.set(this.counts);
+    this.counts = counts;
+    const marks = new Int32Array(capacity);
+    marks.set(this.marks);
+    this.marks = marks;
+    this.scores = new Float64Array(capacity);
   }
 
   private scaleAt(now: number): number {
@@ -208,7 +235,7 @@ export class CoVisitationRecaller implements Recaller {
   private addPair(from: ItemNode, to: ItemNode, increment: number): void {
     if (!from.neighbours) {
       // Pruning by cosine: the source item's own count is the same for all its neighbours.
-      from.neighbours = new NeighbourList(this.capacity, this.cosine ? (stored, neighbour) => stored / Math.sqrt(neighbour.count || 1) : undefined);
+      from.neighbours = new NeighbourList(this.capacity, this.cosine ? (stored, neighbour) => stored / Math.sqrt(this.counts[neighbour.ordinal] || 1) : undefined);
       this.withNeighbours++;
     }
     from.neighbours.add(to, increment);
@@ -216,41 +243,28 @@ export class CoVisitationRecaller implements Recaller {
 
   private rebase(ts: number): void {
     const factor = 2 ** ((this.origin! - ts) / this.halfLifeMs);
-    for (const node of this.nodes.values()) {
-      node.count *= factor;
-      node.neighbours?.scale(factor);
-    }
+    for (let ordinal = 0; ordinal < this.ids.length; ordinal++) this.counts[ordinal]! *= factor;
+    for (const node of this.nodes.values()) node.neighbours?.scale(factor);
     this.origin = ts;
   }
 }
 
-const byScore = (a: ItemNode, b: ItemNode) => b.score - a.score;
-
 /**
- * The `limit` highest-scoring nodes, best first, ties in their order in `nodes`: the first `limit` of a stable sort
- * by score, found with a heap of `limit` instead of sorting them all.
+ * The `limit` highest-scoring of the `touched` ordinals, best first, ties in their order in `touched`: the first
+ * `limit` of a stable sort by score, found with a heap of `limit` instead of sorting them all.
  */
-function bestByScore(nodes: readonly ItemNode[], limit: number): ItemNode[] {
-  if (nodes.length <= limit) return nodes.slice().sort(byScore);
-  // Min-heap of indices into `nodes`, the worst kept on top; of equal scores the later one is worse.
+function bestByScore(touched: readonly number[], scores: Float64Array, limit: number): number[] {
+  if (touched.length <= limit) return touched.slice().sort((a, b) => scores[b]! - scores[a]!);
+  // The touched items' scores side by side, so the heap compares neighbouring numbers, not scattered ones.
+  const n = touched.length;
+  const at = new Float64Array(n);
+  for (let i = 0; i < n; i++) at[i] = scores[touched[i]!]!;
+  // Min-heap of indices into `touched`, the worst kept on top; of equal scores the later one is worse.
   const heap = new Int32Array(limit);
-  const worse = (a: number, b: number) => nodes[a]!.score < nodes[b]!.score || (nodes[a]!.score === nodes[b]!.score && a > b);
-  const siftDown = (size: number) => {
-    for (let i = 0; ; ) {
-      const l = 2 * i + 1;
-      if (l >= size) return;
-      const r = l + 1;
-      const child = r < size && worse(heap[r]!, heap[l]!) ? r : l;
-      if (!worse(heap[child]!, heap[i]!)) return;
-      const swap = heap[i]!;
-      heap[i] = heap[child]!;
-      heap[child] = swap;
-      i = child;
-    }
-  };
-  for (let n = 0; n < limit; n++) {
-    heap[n] = n;
-    for (let i = n; i > 0; ) {
+  const worse = (a: number, b: number) => at[a]! < at[b]! || (at[a] === at[b] && a > b);
+  for (let k = 0; k < limit; k++) {
+    heap[k] = k;
+    for (let i = k; i > 0; ) {
       const parent = (i - 1) >> 1;
       if (!worse(heap[i]!, heap[parent]!)) break;
       const swap = heap[i]!;
@@ -259,14 +273,25 @@ function bestByScore(nodes: readonly ItemNode[], limit: number): ItemNode[] {
       i = parent;
     }
   }
-  for (let n = limit; n < nodes.length; n++) {
-    if (!worse(heap[0]!, n)) continue;
-    heap[0] = n;
-    siftDown(limit);
+  for (let k = limit; k < n; k++) {
+    // A later index loses ties, so only a strictly higher score displaces the worst kept.
+    if (!(at[k]! > at[heap[0]!]!)) continue;
+    heap[0] = k;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      if (l >= limit) break;
+      const r = l + 1;
+      const child = r < limit && worse(heap[r]!, heap[l]!) ? r : l;
+      if (!worse(heap[child]!, heap[i]!)) break;
+      const swap = heap[i]!;
+      heap[i] = heap[child]!;
+      heap[child] = swap;
+      i = child;
+    }
   }
   return Array.from(heap)
-    .sort((a, b) => nodes[b]!.score - nodes[a]!.score || a - b)
-    .map((i) => nodes[i]!);
+    .sort((a, b) => at[b]! - at[a]! || a - b)
+    .map((i) => touched[i]!);
 }
 
 /**
@@ -276,8 +301,12 @@ function bestByScore(nodes: readonly ItemNode[], limit: number): ItemNode[] {
  */
 class NeighbourList {
   private readonly slots = new Map<ItemNode, number>();
-  /** The neighbours, and at the same index in `weights` their weights; read in place by the hot loop of `recall`. */
+  /**
+   * The neighbours, and at the same index in `ordinals` their numbers and in `weights` their weights; the typed
+   * arrays are read in place by the hot loop of `recall`.
+   */
   nodes: ItemNode[] = [];
+  readonly ordinals: Int32Array;
   readonly weights: Float64Array;
 
   /** `strength` orders neighbours for pruning; default their weights. */
@@ -286,6 +315,11 @@ class NeighbourList {
     private readonly strength?: (weight: number, neighbour: ItemNode) => number,
   ) {
     this.weights = new Float64Array(2 * capacity);
+    this.ordinals = new Int32Array(2 * capacity);
+  }
+
+  get size(): number {
+    return this.nodes.length;
   }
 
   add(neighbour: ItemNode, increment: number): void {
@@ -297,6 +331,7 @@ class NeighbourList {
     if (this.nodes.length >= 2 * this.capacity) this.prune();
     this.slots.set(neighbour, this.nodes.length);
     this.weights[this.nodes.length] = increment;
+    this.ordinals[this.nodes.length] = neighbour.ordinal;
     this.nodes.push(neighbour);
   }
 
@@ -319,6 +354,7 @@ class NeighbourList {
     nodes.forEach((node, i) => {
       this.slots.set(node, i);
       weights[i] = kept[i]!;
+      this.ordinals[i] = node.ordinal;
     });
     this.nodes = nodes;
   }

@@ -111,6 +111,7 @@ export class PopularityRecaller implements Recaller {
     const { ids, scores } = list;
     const accept = request.accept;
     const start = out.length;
+    const decay = this.counts.valueAt(1, request.now);
     for (let i = 0; i < ids.length && out.length - start < request.count; i++) {
       const itemId = ids[i]!;
       if (skip?.has(itemId)) continue;
@@ -118,7 +119,7 @@ export class PopularityRecaller implements Recaller {
       // Lists are not purged when an item's attribute changes: check it still holds.
       if (attribute !== undefined && !this.catalogue.hasValue(itemId, attribute, value!)) continue;
       taken?.add(itemId);
-      out.push({ itemId, score: this.counts.valueAt(scores[i]!, request.now), source: this.name });
+      out.push({ itemId, score: scores[i]! * decay, source: this.name });
     }
   }
 

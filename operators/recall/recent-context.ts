@@ -1,4 +1,4 @@
-import type { BehaviourType } from '../../schema/events.js';
+import type { BehaviourType, FieldMap } from '../../schema/events.js';
 import { valuesOf, type ItemCatalogue } from './catalogue.js';
 import type { PopularityRecaller } from './popular.js';
 import { isItemEvent, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
@@ -82,9 +82,18 @@ export class RecentContextRecaller implements Recaller {
     if (request.count <= 0) return [];
     const recent = request.recentItems.slice(0, this.maxRecent);
     const accept = request.accept;
-    const best = new Map<string, number>();
+    // Offered items in offer order, each at its best score so far: a stable selection of the best reads this order.
+    const ids: string[] = [];
+    const scores: number[] = [];
+    const at = new Map<string, number>();
     const offer = (itemId: string, score: number) => {
-      if (score > (best.get(itemId) ?? 0)) best.set(itemId, score);
+      const i = at.get(itemId);
+      if (i === undefined) {
+        if (score <= 0) return;
+        at.set(itemId, ids.length);
+        ids.push(itemId);
+        scores.push(score);
+      } else if (score > scores[i]!) scores[i] = score;
     };
 
     if (this.resurfaceWeight > 0) {
@@ -100,8 +109,9 @@ export class RecentContextRecaller implements Recaller {
 
     if (this.attributeWeight > 0 && this.attributes.length > 0 && recent.length > 0) {
       const own = new Set(recent);
+      const recentFields = recent.map((itemId) => this.catalogue.get(itemId)?.fields);
       for (const attribute of this.attributes) {
-        const interest = this.valueInterest(recent, attribute);
+        const interest = this.valueInterest(recentFields, attribute);
         for (const [value, share] of interest) {
           const top = this.popularity.topByAttribute(attribute, value, { count: request.count, now: request.now, accept }, own);
           const max = top[0]?.score ?? 0;
@@ -111,19 +121,19 @@ export class RecentContextRecaller implements Recaller {
       }
     }
 
-    return [...best]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, request.count)
-      .map(([itemId, score]) => ({ itemId, score, source: this.name }));
+    const best = bestFirst(scores, request.count);
+    const out: ScoredCandidate[] = new Array(best.length);
+    for (let k = 0; k < best.length; k++) out[k] = { itemId: ids[best[k]!]!, score: scores[best[k]!]!, source: this.name };
+    return out;
   }
 
   /** Each value's recency-weighted share among the recent items' values of `attribute`, summing to 1. */
-  private valueInterest(recent: readonly string[], attribute: string): Map<string, number> {
+  private valueInterest(recentFields: readonly (FieldMap | undefined)[], attribute: string): Map<string, number> {
     const interest = new Map<string, number>();
     let total = 0;
     let recency = 1;
-    for (const itemId of recent) {
-      for (const value of valuesOf(this.catalogue.get(itemId)?.fields[attribute])) {
+    for (const fields of recentFields) {
+      for (const value of valuesOf(fields?.[attribute])) {
         interest.set(value, (interest.get(value) ?? 0) + recency);
         total += recency;
       }
@@ -132,4 +142,20 @@ export class RecentContextRecaller implements Recaller {
     for (const [value, weight] of interest) interest.set(value, weight / total);
     return interest;
   }
+}
+
+/**
+ * Indices of the `count` highest scores, best first, ties in index order: the first `count` of a stable sort by
+ * score. The scores are sorted natively as numbers to find the cut, so only the few above it are sorted with a
+ * comparator.
+ */
+function bestFirst(scores: readonly number[], count: number): number[] {
+  const n = scores.length;
+  const take = Math.min(count, n);
+  if (take === 0) return [];
+  const cut = Float64Array.from(scores).sort()[n - take]!;
+  const picked: number[] = [];
+  for (let i = 0; i < n; i++) if (scores[i]! > cut) picked.push(i);
+  for (let i = 0; i < n && picked.length < take; i++) if (scores[i] === cut) picked.push(i);
+  return picked.sort((a, b) => scores[b]! - scores[a]! || a - b);
 }
