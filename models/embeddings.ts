@@ -189,6 +189,18 @@ export class ItemEmbeddings {
     return this.input.subarray(index * this.dim, (index + 1) * this.dim);
   }
 
+  /**
+   * Copies the item's vector into `out` at `offset` and returns true, or returns false for unknown items: `vector`
+   * without the view it allocates, for loops over many items.
+   */
+  copyVector(itemId: string, out: Float32Array, offset: number): boolean {
+    const index = this.index.get(itemId);
+    if (index === undefined) return false;
+    const input = this.input;
+    for (let d = 0, from = index * this.dim; d < this.dim; d++) out[offset + d] = input[from + d]!;
+    return true;
+  }
+
   /** Increases each time a vector changes; `versionAt(i)` tells which vectors changed since a given version. */
   get currentVersion(): number {
     return this.version;

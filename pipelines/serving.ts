@@ -113,7 +113,7 @@ export class ServingPipeline {
 
     mark = performance.now();
     const rerankItems = toRerankItems(candidates, scores);
-    const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count }), rerankItems);
+    const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count, explain: request.explain === true }), rerankItems);
     timings.rerank = performance.now() - mark;
 
     // Only the returned items need their rows found again: a few scans of the candidate ids, not a map of all of them.

@@ -177,4 +177,28 @@ describe('reranker', () => {
       finalScore: expect.closeTo(0.7, 10),
     });
   });
+
+  it('ranks the same without recording adjustments when explanations are off', () => {
+    const catalogue = catalogueOf({
+      fresh: { publishedAt: T0, genre: 'A' },
+      a1: { genre: 'A' },
+      a2: { genre: 'A' },
+      b: { genre: 'B' },
+      pinned: { genre: 'C' },
+    });
+    const reranker = new Reranker([
+      freshnessBoost({ catalogue, weight: 0.5, halfLifeMs: HOUR }),
+      mmr({ lambda: 0.5, catalogue, attributes: ['genre'] }),
+      attributeCaps({ catalogue, caps: { genre: 1 } }),
+      businessRules({ rules: [{ kind: 'boost', itemIds: ['b'], add: 0.1 }, { kind: 'pin', itemId: 'pinned', position: 0 }], catalogue }),
+    ]);
+    const candidates = ['a1', 'a2', 'fresh', 'b', 'pinned'].map((itemId) => ({ itemId, score: 1, source: 'popular', sources: [] }));
+    const run = (explain: boolean) => reranker.rerank(toRerankItems(candidates, [0.9, 0.8, 0.3, 0.5, 0.1]), { now: T0, count: 5, explain });
+    const explained = run(true);
+    const quiet = run(false);
+    expect(ids(quiet)).toEqual(ids(explained));
+    expect(quiet.map((item) => item.score)).toEqual(explained.map((item) => item.score));
+    expect(explained.every((item) => item.adjustments.length > 0)).toBe(true);
+    expect(quiet.every((item) => item.adjustments.length === 0)).toBe(true);
+  });
 });

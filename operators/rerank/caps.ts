@@ -1,5 +1,5 @@
 import { valuesOf, type ItemCatalogue } from '../recall/catalogue.js';
-import { withMove, type RerankItem, type RerankStep } from './types.js';
+import { withMove, type RerankItem, type RerankRequest, type RerankStep } from './types.js';
 
 /**
  * Per-attribute caps: at most `caps[field]` items per value of `field` (e.g. at most 3 per genre) in the ranking.
@@ -17,7 +17,7 @@ export function attributeCaps(options: AttributeCapsOptions): RerankStep {
   const caps = Object.entries(options.caps);
   return {
     name: 'caps',
-    apply(items: readonly RerankItem[]): RerankItem[] {
+    apply(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
       const counts = new Map<string, number>();
       const kept: RerankItem[] = [];
       const overflow: { item: RerankItem; from: number; reason: string }[] = [];
@@ -39,7 +39,7 @@ export function attributeCaps(options: AttributeCapsOptions): RerankStep {
         for (const key of keys) counts.set(key, (counts.get(key) ?? 0) + 1);
         kept.push(item);
       });
-      for (const { item, from, reason } of overflow) kept.push(withMove(item, 'caps', from, kept.length, reason));
+      for (const { item, from, reason } of overflow) kept.push(withMove(item, request, 'caps', from, kept.length, reason));
       return kept;
     },
   };

@@ -26,7 +26,7 @@ export function freshnessBoost(options: FreshnessBoostOptions): RerankStep {
           if (!info) return item;
           const age = Math.max(0, request.now - info.publishedAt);
           const boost = weight * 2 ** (-age / halfLifeMs);
-          return boost > 0 ? withScore(item, 'freshness', item.score + boost, { ageMs: age }) : item;
+          return boost > 0 ? withScore(item, request, 'freshness', item.score + boost, { ageMs: age }) : item;
         }),
       );
     },

@@ -37,22 +37,25 @@ export function mmr(options: MmrOptions): RerankStep {
   const pool = options.pool ?? ((count: number) => Math.max(30, 2 * count));
 
   // An item's keys are built once per metadata record: the catalogue replaces the record when the item changes, which
-  // drops its entry here.
-  const keysOfRecord = new WeakMap<ItemInfo, readonly string[]>();
-  const noKeys: readonly string[] = [];
-  function attributeKeys(itemId: string): readonly string[] {
+  // drops its entry here. Each distinct `field=value` is numbered, so comparing two items compares small integers.
+  const keysOfRecord = new WeakMap<ItemInfo, Int32Array>();
+  const keyNumbers = new Map<string, number>();
+  const noKeys = new Int32Array(0);
+  function attributeKeys(itemId: string): Int32Array {
     const info = options.catalogue?.get(itemId);
     if (!info) return noKeys;
     let keys = keysOfRecord.get(info);
     if (!keys) {
-      const built: string[] = [];
+      const built: number[] = [];
       for (const field of attributes) {
         for (const value of valuesOf(info.fields[field])) {
           const key = `${field}=${value}`;
-          if (!built.includes(key)) built.push(key);
+          let number = keyNumbers.get(key);
+          if (number === undefined) keyNumbers.set(key, (number = keyNumbers.size));
+          if (!built.includes(number)) built.push(number);
         }
       }
-      keys = built;
+      keys = Int32Array.from(built);
       keysOfRecord.set(info, keys);
     }
     return keys;
@@ -79,14 +82,13 @@ export function mmr(options: MmrOptions): RerankStep {
       const vectors = new Float32Array(embeddingWeight > 0 ? n * dim : 0);
       const hasVector = new Uint8Array(n);
       if (embeddingWeight > 0) {
-        for (let i = 0; i < n; i++) {
-          const vector = options.embeddings!.vector(items[i]!.itemId);
-          if (!vector) continue;
+        for (let i = 0, at = 0; i < n; i++, at += dim) {
+          if (!options.embeddings!.copyVector(items[i]!.itemId, vectors, at)) continue;
           let norm = 0;
-          for (let d = 0; d < dim; d++) norm += vector[d]! * vector[d]!;
+          for (let d = 0; d < dim; d++) norm += vectors[at + d]! * vectors[at + d]!;
           if (norm === 0) continue;
           const scale = 1 / Math.sqrt(norm);
-          for (let d = 0; d < dim; d++) vectors[i * dim + d] = vector[d]! * scale;
+          for (let d = 0; d < dim; d++) vectors[at + d]! *= scale;
           hasVector[i] = 1;
         }
       }
@@ -97,7 +99,14 @@ export function mmr(options: MmrOptions): RerankStep {
           const b = keys[j]!;
           if (a.length > 0 && b.length > 0) {
             let shared = 0;
-            for (const key of a) if (b.includes(key)) shared++;
+            for (let x = 0; x < a.length; x++) {
+              for (let y = 0; y < b.length; y++) {
+                if (a[x] === b[y]) {
+                  shared++;
+                  break;
+                }
+              }
+            }
             sum += (attributeWeight * shared) / (a.length + b.length - shared);
           }
         }
@@ -133,8 +142,9 @@ export function mmr(options: MmrOptions): RerankStep {
         // Items below the picks keep their order and only shift down: recording each shift would copy every one of
         // them on every request for nothing an explanation needs.
         if (from === to || (from >= picks && to >= picks)) return item;
+        if (request.explain === false) return item;
         const reason = to < picks && maxSimilarity[from]! > 0 ? `similarity ${maxSimilarity[from]!.toFixed(2)} to items above` : undefined;
-        return withMove(item, 'mmr', from, to, reason);
+        return withMove(item, request, 'mmr', from, to, reason);
       });
     },
   };

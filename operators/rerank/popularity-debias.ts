@@ -26,7 +26,7 @@ export function popularityDebias(options: PopularityDebiasOptions): RerankStep {
           if (popularity === 0) return item;
           const factor = (1 + popularity) ** strength;
           const score = item.score >= 0 ? item.score / factor : item.score * factor;
-          return withScore(item, 'popularity-debias', score, { popularity });
+          return withScore(item, request, 'popularity-debias', score, { popularity });
         }),
       );
     },

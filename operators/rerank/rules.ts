@@ -61,14 +61,14 @@ export function businessRules(options: BusinessRulesOptions): RerankStep {
 
   return {
     name: 'rules',
-    apply(items: readonly RerankItem[], _request: RerankRequest): RerankItem[] {
+    apply(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
       let ranked = blocks.length > 0 ? items.filter((item) => !blocks.some((blocked) => blocked(item.itemId))) : items.slice();
       if (boosts.length > 0) {
         ranked = byScore(
           ranked.map((item) => {
             let score = item.score;
             for (const boost of boosts) if (boost.matches(item.itemId)) score = score * boost.multiply + boost.add;
-            return score === item.score ? item : withScore(item, 'boost', score);
+            return score === item.score ? item : withScore(item, request, 'boost', score);
           }),
         );
       }
@@ -78,7 +78,7 @@ export function businessRules(options: BusinessRulesOptions): RerankStep {
         const to = Math.min(pin.position, ranked.length - 1);
         if (from === to) continue;
         const [item] = ranked.splice(from, 1);
-        ranked.splice(to, 0, withMove(item!, 'pin', from, to, `pinned at ${pin.position}`));
+        ranked.splice(to, 0, withMove(item!, request, 'pin', from, to, `pinned at ${pin.position}`));
       }
       return ranked;
     },

@@ -36,6 +36,12 @@ export interface RerankRequest {
   readonly now: number;
   /** Items the response will carry; steps that select (MMR) select this many. */
   readonly count: number;
+  /**
+   * Whether steps record their adjustments on the items (what `explain` shows). Default true. Serving records them
+   * only for requests that ask for explanations: on the others they would be built for every candidate and read by
+   * nobody.
+   */
+  readonly explain?: boolean;
 }
 
 export interface RerankStep {
@@ -44,14 +50,16 @@ export interface RerankStep {
   apply(items: readonly RerankItem[], request: RerankRequest): RerankItem[];
 }
 
-/** The item with a score change recorded. */
-export function withScore(item: RerankItem, step: string, score: number, basis?: Readonly<Record<string, number>>): RerankItem {
+/** The item with a new score, and the change recorded unless `request.explain` is false. */
+export function withScore(item: RerankItem, request: RerankRequest, step: string, score: number, basis?: Readonly<Record<string, number>>): RerankItem {
+  if (request.explain === false) return { ...item, score };
   const adjustment: Adjustment = basis === undefined ? { step, delta: score - item.score } : { step, delta: score - item.score, basis };
   return { ...item, score, adjustments: [...item.adjustments, adjustment] };
 }
 
-/** The item with a move recorded. */
-export function withMove(item: RerankItem, step: string, from: number, to: number, reason?: string): RerankItem {
+/** The item with a move recorded; the item itself when `request.explain` is false. */
+export function withMove(item: RerankItem, request: RerankRequest, step: string, from: number, to: number, reason?: string): RerankItem {
+  if (request.explain === false) return item;
   const adjustment: Adjustment = reason === undefined ? { step, delta: 0, moved: { from, to } } : { step, delta: 0, moved: { from, to }, reason };
   return { ...item, adjustments: [...item.adjustments, adjustment] };
 }
