@@ -17,6 +17,10 @@
  * sustainedRps: the target rate when it meets p99 <= 20 ms with no errors; otherwise the highest rate a bisection
  * of `sloProbes` paced runs below it found meeting that (0 if none did).
  *
+ * fixedRate.server: what the server's main thread went through during the fixed-rate run, where a latency tail comes
+ * from: garbage-collection pauses (count, total and longest) and event-loop delay (p99 and max), the time a ready
+ * callback waited for the thread.
+ *
  * freshnessP99Ms: a user the server has never seen asks for recommendations, then clicks the top item; from just
  * before `POST /v1/events` of the click, this process asks again in a tight loop until an answer reflects the click
  * (the clicked item, now in the user's history, is no longer recommended). Measured with the server otherwise idle.
@@ -24,6 +28,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,6 +150,34 @@ function seedEvents(items: number, users: number, perUser: number) {
   }
   behaviour.sort((a, b) => a.ts - b.ts);
   return { catalogue, behaviour };
+}
+
+/** Garbage-collection pauses and event-loop delay on this thread while `work` runs. */
+async function watchMainThread<T>(work: () => Promise<T>) {
+  const pauses: number[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pauses.push(entry.duration);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  try {
+    const result = await work();
+    return {
+      result,
+      server: {
+        gcPauses: pauses.length,
+        gcTotalMs: round(pauses.reduce((a, b) => a + b, 0), 1),
+        gcMaxMs: round(Math.max(0, ...pauses), 1),
+        gcOver5Ms: pauses.filter((ms) => ms > 5).length,
+        eventLoopDelayP99Ms: round(delay.percentile(99) / 1e6, 1),
+        eventLoopDelayMaxMs: round(delay.max / 1e6, 1),
+      },
+    };
+  } finally {
+    observer.disconnect();
+    delay.disable();
+  }
 }
 
 function runLoad(options: LoadOptions): Promise<LoadResult> {
@@ -271,8 +304,12 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
     log(`freshness (${trials} clicks): p50 ${round(percentile(freshness, 0.5))} ms, p99 ${freshnessP99Ms} ms, max ${round(Math.max(...freshness))} ms`);
 
     const loadBefore = loadavg()[0]!;
-    const fixedRate = await runLoad({ ...common, mode: 'paced', rate, durationMs, connections: pacedConnections });
+    const { result: fixedRate, server } = await watchMainThread(() => runLoad({ ...common, mode: 'paced', rate, durationMs, connections: pacedConnections }));
     log(`fixed rate ${rate}/s: ${fixedRate.rps} req/s, p50 ${fixedRate.p50Ms} ms, p99 ${fixedRate.p99Ms} ms, non-2xx ${fixedRate.non2xx}, errors ${fixedRate.errors}, timeouts ${fixedRate.timeouts}`);
+    log(
+      `  server: ${server.gcPauses} GC pauses (${server.gcOver5Ms} over 5 ms, longest ${server.gcMaxMs} ms, ${server.gcTotalMs} ms in all); ` +
+        `event-loop delay p99 ${server.eventLoopDelayP99Ms} ms, max ${server.eventLoopDelayMaxMs} ms`,
+    );
     // When the target rate misses the latency objective, the highest rate that meets it says how far off it is:
     // a bisection over paced rates, each run long enough for a queue to show.
     let sustained: { rate: number; p99Ms: number } | undefined;
@@ -308,7 +345,7 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
       freshnessP99Ms,
       sustainedRps: fixedRate.p99Ms <= SLO_P99_MS && fixedRate.non2xx + fixedRate.errors + fixedRate.timeouts === 0 ? rate : (sustained?.rate ?? 0),
       freshnessP50Ms: round(percentile(freshness, 0.5)),
-      fixedRate,
+      fixedRate: { ...fixedRate, server },
       max: { ...max, errorsTotal: max.non2xx + max.errors + max.timeouts },
       candidates: 100,
       seed: { items: catalogue.length, users, events: behaviour.length },
