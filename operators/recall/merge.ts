@@ -80,13 +80,9 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   // Hits are gathered for the selected items only: sources return about twice what is merged, and this runs on
   // every request.
   const hits: (SourceHit[] | undefined)[] = new Array(selected.length);
-  // Each hit's score relative to its source's top score, at the same index as the hit: what orders an item's hits.
-  const relatives: (number[] | undefined)[] = new Array(selected.length);
   const normalised = new Float64Array(selected.length);
-  const sourceTop = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
   for (const list of active) {
     const top = list.candidates[0]!.score;
-    const sourceScale = sourceTop.get(list.source)!;
     const candidates = list.candidates;
     for (let rank = 0; rank < candidates.length; rank++) {
       const candidate = candidates[rank]!;
@@ -94,38 +90,38 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
       if (i === undefined) continue;
       const hit = { source: list.source, score: candidate.score, rank };
       const score = top > 0 ? candidate.score / top : 0;
-      const relative = sourceScale > 0 ? candidate.score / sourceScale : 0;
       const itemHits = hits[i];
       if (!itemHits) {
         hits[i] = [hit];
-        relatives[i] = [relative];
         normalised[i] = score;
         continue;
       }
       // A list's hits for an item are pushed while that list is visited, so a repeat would be the last one.
       if (itemHits[itemHits.length - 1]!.source === list.source) continue;
       itemHits.push(hit);
-      relatives[i]!.push(relative);
       if (score > normalised[i]!) normalised[i] = score;
     }
   }
-  return selected.map((itemId, i) => {
+  // An item's hits are ordered by their score relative to their source's top score.
+  const tops = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
+  const relative = (hit: SourceHit) => {
+    const top = tops.get(hit.source)!;
+    return top > 0 ? hit.score / top : 0;
+  };
+  const merged: MergedCandidate[] = new Array(selected.length);
+  for (let i = 0; i < selected.length; i++) {
     const sources = hits[i]!;
-    const relative = relatives[i]!;
     // Insertion sort: an item has a hit from a handful of sources at most, and Array.prototype.sort allocates.
     for (let j = 1; j < sources.length; j++) {
       const hit = sources[j]!;
-      const value = relative[j]!;
+      const value = relative(hit);
       let k = j;
-      for (; k > 0 && relative[k - 1]! < value; k--) {
-        sources[k] = sources[k - 1]!;
-        relative[k] = relative[k - 1]!;
-      }
+      for (; k > 0 && relative(sources[k - 1]!) < value; k--) sources[k] = sources[k - 1]!;
       sources[k] = hit;
-      relative[k] = value;
     }
-    return { itemId, score: normalised[i]!, source: sources[0]!.source, sources };
-  });
+    merged[i] = { itemId: selected[i]!, score: normalised[i]!, source: sources[0]!.source, sources };
+  }
+  return merged;
 }
 
 /** Splits `total` in proportion to `weights` by largest remainders. */
