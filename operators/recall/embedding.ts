@@ -1,7 +1,7 @@
 import type { ItemEmbeddings } from '../../models/embeddings.js';
 import { UserHistories } from './histories.js';
 import { DEFAULT_EVENT_WEIGHTS, eventWeight, isItemEvent, type EventWeights, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
-import { ExactIndex, HnswIndex, type HnswOptions, type VectorIndex } from './vector-index.js';
+import { ExactIndex, HnswIndex, hnswAvailable, type HnswOptions, type VectorIndex } from './vector-index.js';
 
 /**
  * Embedding nearest neighbours: the user vector is the recency-weighted mean of their recent items' unit vectors,
@@ -10,7 +10,8 @@ import { ExactIndex, HnswIndex, type HnswOptions, type VectorIndex } from './vec
  * Online, each interaction is a co-occurrence with the user's previous interactions within `windowMs`, and trains
  * the embeddings one skip-gram step per pair. Changed vectors reach the search index at the next refresh: every
  * request for the exact index, at most every `refreshIntervalMs` of request time for HNSW, whose updates cost more.
- * The index is exact until the catalogue reaches `hnswThreshold` items, then HNSW.
+ * The index is exact until the catalogue reaches `hnswThreshold` items, then HNSW; it stays exact where the optional
+ * hnswlib-node package is not built.
  */
 
 export interface EmbeddingRecallerOptions {
@@ -175,7 +176,7 @@ export class EmbeddingRecaller implements Recaller {
       if (this.pending && label < this.pending.next) this.pending.index.upsert(label, target);
       budget--;
     }
-    if (this.index.kind === 'exact' && !this.pending && embeddings.size >= this.hnswThreshold) {
+    if (this.index.kind === 'exact' && !this.pending && embeddings.size >= this.hnswThreshold && hnswAvailable()) {
       this.pending = { index: new HnswIndex(dim, embeddings.size * 2, this.hnswOptions), next: 0 };
     }
     const pending = this.pending;

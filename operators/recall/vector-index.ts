@@ -59,6 +59,11 @@ function loadHnswlib(): { readonly module?: typeof Hnswlib; readonly error?: unk
   return hnswlib;
 }
 
+/** Whether hnswlib-node is built for this Node version, so `HnswIndex` can be created. */
+export function hnswAvailable(): boolean {
+  return loadHnswlib().module !== undefined;
+}
+
 export interface ExactIndexOptions {
   /**
    * Compute the dot products in hnswlib-node's brute-force index (SIMD, about 2.5 times faster than JavaScript at 5,000
