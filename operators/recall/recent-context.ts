@@ -89,7 +89,7 @@ export class RecentContextRecaller implements Recaller {
     const offer = (itemId: string, score: number) => {
       const i = at.get(itemId);
       if (i === undefined) {
-        if (score <= 0) return;
+        if (!(score > 0)) return;
         at.set(itemId, ids.length);
         ids.push(itemId);
         scores.push(score);
