@@ -158,6 +158,7 @@ export class CoVisitationRecaller implements Recaller {
     const recent = request.recentItems;
     const expanded = Math.min(recent.length, this.maxRecent);
     if (expanded === 0 || request.count <= 0) return [];
+    // Marks are 32-bit: before the request counter outgrows them, every mark is cleared and counting starts again.
     if (this.requests === 0x7fffffff) {
       this.marks.fill(0);
       this.requests = 0;
