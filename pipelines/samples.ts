@@ -334,6 +334,12 @@ function plainSnapshot(snapshot: IntervalJoinSnapshot<SampleJoinItem>): Interval
   };
 }
 
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Log records from `events` and `feature-log` to join items; the rest is ignored or dead-lettered. */
 function parseSampleInputs(
   topics: SamplesTopics,
@@ -341,6 +347,7 @@ function parseSampleInputs(
   deadLetters: DeadLetterSink,
   stats: SamplesStats,
 ): Operator<LogRecord, SampleJoinItem> {
+  let heldNames: readonly string[] = [];
   const parseRecord = (record: LogRecord, out: SampleJoinItem[]): void => {
     const source = { topic: record.topic, partition: record.partition, offset: record.offset };
     if (record.topic === topics.featureLog) {
@@ -361,10 +368,13 @@ function parseSampleInputs(
       // the collector's time, of the block itself.
       const block = decodeServedBlock(entry);
       const width = entry.names.length;
+      // Every request logs the same feature names: the join holds one list of them, not one per request.
+      if (!sameNames(entry.names, heldNames)) heldNames = entry.names;
+      const names = heldNames;
       stats.servedRequests++;
       entry.items.forEach((itemId, i) => {
         const values = new Float32Array(block.buffer, i * width * 4, width);
-        out.push({ kind: 'served', userId: entry.userId, itemId, requestId: entry.requestId, ts: entry.ts, names: entry.names, values, source });
+        out.push({ kind: 'served', userId: entry.userId, itemId, requestId: entry.requestId, ts: entry.ts, names, values, source });
       });
       return;
     }
