@@ -93,6 +93,8 @@ export interface IntervalJoinSnapshot<T> {
 export type JoinMode = 'pairs' | 'grouped';
 
 interface Bucket<T> {
+  /** The key's string, held once for all the bucket's entries. */
+  readonly key: string;
   lefts: Entry<T>[];
   rights: Entry<T>[];
 }
@@ -104,7 +106,6 @@ interface Entry<T> {
   /** Freed once the watermark is above this. */
   readonly expiry: number;
   readonly seq: number;
-  readonly key: string;
   readonly bucket: Bucket<T>;
   /** Position in its bucket's array, for O(1) removal. */
   index: number;
@@ -246,7 +247,7 @@ export class IntervalJoinState<T> {
       if (r.ts < from || r.ts > to) continue;
       r.matched = true;
       entry.matched = true;
-      if (this.grouped) (entry.matches ??= []).push(r.item);
+      if (this.grouped) addMatch(entry, r.item);
       else this.emit(out, { key, left: item, right: r.item });
     }
     this.enforceBound();
@@ -259,7 +260,7 @@ export class IntervalJoinState<T> {
       if (ts < l.ts + lowerMs || ts > l.ts + upperMs) continue;
       l.matched = true;
       entry.matched = true;
-      if (this.grouped) (l.matches ??= []).push(item);
+      if (this.grouped) addMatch(l, item);
       else this.emit(out, { key, left: l.item, right: item });
     }
     this.enforceBound();
@@ -268,7 +269,7 @@ export class IntervalJoinState<T> {
   private hold(item: T, side: JoinSide, key: string, ts: number): Entry<T> {
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
-      bucket = { lefts: [], rights: [] };
+      bucket = { key, lefts: [], rights: [] };
       this.buckets.set(key, bucket);
     }
     const isLeft = side === 'left';
@@ -279,7 +280,6 @@ export class IntervalJoinState<T> {
       ts,
       expiry: isLeft ? ts + this.config.upperMs : ts - this.config.lowerMs,
       seq: this.seq++,
-      key,
       bucket,
       index: list.length,
       matched: false,
@@ -314,7 +314,7 @@ export class IntervalJoinState<T> {
       const entry = this.heapPop()!;
       this.release(entry);
       if (this.grouped && entry.side === 'left') {
-        this.emit(out, { key: entry.key, left: entry.item, matches: entry.matches ?? NO_MATCHES });
+        this.emit(out, { key: entry.bucket.key, left: entry.item, matches: entry.matches ?? NO_MATCHES });
       } else if (!entry.matched) {
         this.stats.unmatched++;
         this.config.sideOutput.push({ reason: 'unmatched', side: entry.side, item: entry.item });
@@ -340,7 +340,7 @@ export class IntervalJoinState<T> {
       list[entry.index] = last;
       last.index = entry.index;
     }
-    if (entry.bucket.lefts.length === 0 && entry.bucket.rights.length === 0) this.buckets.delete(entry.key);
+    if (entry.bucket.lefts.length === 0 && entry.bucket.rights.length === 0) this.buckets.delete(entry.bucket.key);
   }
 
   private heapPush(entry: Entry<T>): void {
@@ -380,6 +380,15 @@ export class IntervalJoinState<T> {
 }
 
 const NO_MATCHES: readonly never[] = Object.freeze([]);
+
+/**
+ * Adds a match to a held left item. The first makes an array literal of exactly one: a push onto an empty array
+ * reserves room for 17, and a held impression typically gets one match (its served features) for its whole window.
+ */
+function addMatch<T>(entry: Entry<T>, item: T): void {
+  if (entry.matches) entry.matches.push(item);
+  else entry.matches = [item];
+}
 
 function savedOf<T>(e: Entry<T>): IntervalJoinSnapshot<T>['entries'][number] {
   const matches = e.matches ? { matches: [...e.matches] } : {};
