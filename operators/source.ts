@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Observable } from 'rxjs';
 import type { LogConsumer, LogRecord, RecordBatch } from '../connectors/log.js';
 import { Ticket, type Batch, type SourcePosition } from './batch.js';
@@ -14,6 +15,10 @@ export interface LogSourceOptions {
 /**
  * Batches from a consumer, one partition's records each, fetched only while fewer than `maxInFlight` batches are
  * unfinished. Unsubscribing stops the fetch loop; the consumer stays open for its owner to commit and close.
+ *
+ * After each batch the loop waits for the event loop's next turn. A consumer with records at hand answers at once,
+ * so without that wait a backlog (after a burst, or on a replay) would be worked through in one chain of promise
+ * callbacks, and nothing else in the process (HTTP requests, timers) would run until it was gone.
  */
 export function fromLog(consumer: LogConsumer, options: LogSourceOptions = {}): Observable<Batch<LogRecord>> {
   const maxInFlight = options.maxInFlight ?? 2;
@@ -36,6 +41,7 @@ export function fromLog(consumer: LogConsumer, options: LogSourceOptions = {}): 
         inFlight.push(ticket);
         options.onEmit?.(ticket, batch);
         subscriber.next({ items: batch.records, watermark: -Infinity, ticket });
+        await nextTurn();
       }
       subscriber.complete();
     })().catch((error: unknown) => subscriber.error(error));
