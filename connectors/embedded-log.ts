@@ -1,5 +1,6 @@
 import { partitionForKey } from './partitioner.js';
 import {
+  DEFAULT_MAX_BATCH_RECORDS,
   partitionId,
   type AppendResult,
   type ConsumerOptions,
@@ -275,7 +276,7 @@ class EmbeddedConsumer implements LogConsumer {
   }
 
   async next(): Promise<RecordBatch | null | undefined> {
-    const maxRecords = this.options.maxBatchRecords ?? 4096;
+    const maxRecords = this.options.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
     const minRecords = this.options.fetchMinRecords ?? 1;
     const maxWaitMs = this.options.fetchMaxWaitMs ?? 0;
     const deadline = performance.now() + (this.options.pollTimeoutMs ?? 100);

@@ -3,6 +3,9 @@
  * connectors implement it over kafkajs and the confluent client. Everything above this file sees only these types.
  */
 
+/** Records in one consumer batch unless `ConsumerOptions.maxBatchRecords` says otherwise. */
+export const DEFAULT_MAX_BATCH_RECORDS = 4096;
+
 export interface TopicPartition {
   readonly topic: string;
   readonly partition: number;
@@ -49,7 +52,7 @@ export interface ConsumerOptions {
   readonly topics: readonly string[];
   /** Where a partition starts when the group has no committed offset for it. Default `earliest`. */
   readonly fromBeginning?: boolean;
-  /** Most records in one batch. Default 4096. */
+  /** Most records in one batch. Default `DEFAULT_MAX_BATCH_RECORDS` (4096). */
   readonly maxBatchRecords?: number;
   /** How long `next()` waits for data before it resolves with an empty poll (`null`). Default 100 ms. */
   readonly pollTimeoutMs?: number;

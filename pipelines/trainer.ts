@@ -1,5 +1,5 @@
 import { map } from 'rxjs';
-import type { Log, LogRecord } from '../connectors/log.js';
+import { DEFAULT_MAX_BATCH_RECORDS, type Log, type LogRecord } from '../connectors/log.js';
 import { withItems } from '../operators/batch.js';
 import { DeadLetterBuffer, parseRecords, type DeadLetterSink } from '../operators/dead-letters.js';
 import { learnOperator, type LearnReport } from '../operators/learn.js';
@@ -300,6 +300,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
     }
   }
 
+  const everySamples = options.publishEverySamples ?? TRAINER_DEFAULTS.publishEverySamples;
   const sinks: ModelSink[] = [new LogModelSink(options.log, topics.models)];
   if (options.onVersion) sinks.push(new CallbackModelSink(options.onVersion));
   const publisher = new ModelPublisher<TrainerFeatures>({
@@ -308,7 +309,7 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
     registry,
     sinks,
     everyMs: publishIntervalMs,
-    everySamples: options.publishEverySamples ?? TRAINER_DEFAULTS.publishEverySamples,
+    everySamples,
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const guardrails =
@@ -364,7 +365,8 @@ export async function runTrainer(options: RunTrainerOptions): Promise<TrainerJob
     topics: [topics.samples],
     fromBeginning: true,
     commitIntervalMs: options.commitIntervalMs ?? publishIntervalMs,
-    ...(options.maxBatchRecords !== undefined ? { maxBatchRecords: options.maxBatchRecords } : {}),
+    // Versions are published between batches, so a batch never holds more samples than one version's worth.
+    maxBatchRecords: Math.min(options.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS, everySamples),
     checkpoint: async () => {
       if (timerError) throw timerError;
       await deadLetters.flush(options.log, topics.deadLetters);

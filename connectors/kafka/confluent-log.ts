@@ -9,6 +9,7 @@ import type {
   TopicPartitionOffset,
 } from '@confluentinc/kafka-javascript';
 import {
+  DEFAULT_MAX_BATCH_RECORDS,
   partitionId,
   type AppendResult,
   type ConsumerOptions,
@@ -320,7 +321,7 @@ class ConfluentConsumer extends GroupConsumer {
     await this.seeking;
     this.consuming = new Promise<void>((resolve) => {
       this.consumer.setDefaultConsumeTimeout(Math.max(1, Math.min(Math.round(timeoutMs), 100)));
-      this.consumer.consume(this.options.maxBatchRecords ?? 4096, (err, messages) => {
+      this.consumer.consume(this.options.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS, (err, messages) => {
         this.consuming = undefined;
         if (err) {
           if (err.code !== this.log.kafka.CODES.ERRORS.ERR__TIMED_OUT) {

@@ -12,6 +12,7 @@ import {
   type SASLOptions,
 } from 'kafkajs';
 import {
+  DEFAULT_MAX_BATCH_RECORDS,
   partitionId,
   type AppendResult,
   type ConsumerOptions,
@@ -366,7 +367,7 @@ class KafkajsConsumer extends GroupConsumer {
       value: m.value ? m.value.toString() : '',
       timestamp: Number(m.timestamp),
     }));
-    const chunk = this.options.maxBatchRecords ?? 4096;
+    const chunk = this.options.maxBatchRecords ?? DEFAULT_MAX_BATCH_RECORDS;
     const id = partitionId(batch);
     for (let start = 0; start < records.length; start += chunk) {
       const part = records.slice(start, start + chunk);
