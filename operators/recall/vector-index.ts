@@ -47,8 +47,9 @@ function insert(hits: VectorHits, k: number, label: number, dot: number): number
  * hnswlib-node, loaded on first use; undefined when it is not built for this Node version (it is an optional
  * dependency).
  */
-let hnswlib: { readonly module?: typeof Hnswlib; readonly error?: unknown } | undefined;
-function loadHnswlib(): { readonly module?: typeof Hnswlib; readonly error?: unknown } {
+type HnswlibLoad = { readonly module: typeof Hnswlib; readonly error?: undefined } | { readonly module?: undefined; readonly error: unknown };
+let hnswlib: HnswlibLoad | undefined;
+function loadHnswlib(): HnswlibLoad {
   if (!hnswlib) {
     try {
       hnswlib = { module: createRequire(import.meta.url)('hnswlib-node') as typeof Hnswlib };

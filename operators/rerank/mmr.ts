@@ -141,8 +141,8 @@ export function mmr(options: MmrOptions): RerankStep {
         const item = items[from]!;
         // Items below the picks keep their order and only shift down: recording each shift would copy every one of
         // them on every request for nothing an explanation needs.
-        if (from === to || (from >= picks && to >= picks)) return item;
-        if (request.explain === false) return item;
+        // Nor is the reason worth formatting when nothing records it.
+        if (from === to || (from >= picks && to >= picks) || request.explain === false) return item;
         const reason = to < picks && maxSimilarity[from]! > 0 ? `similarity ${maxSimilarity[from]!.toFixed(2)} to items above` : undefined;
         return withMove(item, request, 'mmr', from, to, reason);
       });
