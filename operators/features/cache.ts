@@ -12,6 +12,8 @@ const LN2 = Math.LN2;
 /** Attribute values with global CTR statistics; later ones fall back to the global CTR. */
 export const MAX_ATTRIBUTE_VALUES = 65_536;
 const INITIAL_CAPACITY = 1024;
+/** 32-bit words per 64-byte cache line. */
+const LINE_WORDS = 16;
 
 export type EntityKind = 'user' | 'item';
 
@@ -282,6 +284,8 @@ export class FeatureCache {
   private readonly covisitScores = new RefScores();
   private readonly affinities = new RefScores();
   private candidateRefs = new Uint32Array(0);
+  private candidateKeys = new Float64Array(0);
+  private touchedSum = 0;
 
   constructor(config: FeatureConfig = {}, options: FeatureCacheOptions = {}) {
     this.config = resolveFeatureConfig(config);
@@ -805,24 +809,27 @@ export class FeatureCache {
     const currents = this.windowWidths.map((w) => Math.floor(now / w));
     const I = this.items.rows;
     const A = c.item.maxAttributes;
-    // Every candidate's slot first, in a loop short enough that the processor overlaps the index and row misses of
-    // several candidates; found one at a time, each waited for its own.
+    // Candidates' rows are scattered over megabytes, and a model run between two requests evicts them. Each step below
+    // is its own pass over all candidates, with no iteration waiting for another, so the processor overlaps the misses
+    // of many candidates: their id strings, then their index entries and row keys, then the rows' leading lines.
     if (this.candidateSlots.length < candidates.length) {
       this.candidateSlots = new Int32Array(candidates.length);
       this.candidateRefs = new Uint32Array(candidates.length);
+      this.candidateKeys = new Float64Array(candidates.length);
     }
     const slots = this.candidateSlots;
     const refs = this.candidateRefs;
-    for (let n = 0; n < candidates.length; n++) {
-      const key = hash53(candidates[n]!);
-      refs[n] = low32(key);
-      slots[n] = this.items.find(key);
-    }
+    const keys = this.candidateKeys;
+    for (let n = 0; n < candidates.length; n++) keys[n] = hash53(candidates[n]!);
+    for (let n = 0; n < candidates.length; n++) refs[n] = low32(keys[n]!);
+    this.items.index.findAll(keys, candidates.length, slots);
+    this.touchLeadingLines(slots, candidates.length);
     for (let n = 0; n < candidates.length; n++) {
       const base = n * width;
       if (n > 0) {
-        out.copyWithin(base + userStart, userStart, userEnd);
-        out.copyWithin(base + contextStart, contextStart, width);
+        // Element loops: a copyWithin call costs more than copying these few values.
+        for (let k = userStart; k < userEnd; k++) out[base + k] = out[k]!;
+        for (let k = contextStart; k < width; k++) out[base + k] = out[k]!;
       }
       const item = slots[n]!;
       col = this.writeItemBlock(out, base + userEnd, item, now, globalCtr, attributeDecay, currents);
@@ -847,6 +854,25 @@ export class FeatureCache {
       this.noteServedAge(now - lastSeen);
     }
     return rows;
+  }
+
+  /**
+   * Loads each candidate's row up to its attributes, all candidates' loads in flight together; `writeItemBlock` would
+   * otherwise wait for them one candidate at a time, behind its branches on what it read.
+   */
+  private touchLeadingLines(slots: Int32Array, count: number): void {
+    const I = this.items.rows;
+    const words = I.i32;
+    const stride4 = I.stride4;
+    const end = this.i.attributes + this.config.item.maxAttributes;
+    let sum = 0;
+    for (let n = 0; n < count; n++) {
+      const item = slots[n]!;
+      if (item < 0) continue;
+      for (let at = item * stride4 + LINE_WORDS, last = item * stride4 + end; at < last; at += LINE_WORDS) sum += words[at]!;
+    }
+    // Kept, so that the compiler cannot drop loads whose values nothing else reads.
+    this.touchedSum = sum;
   }
 
   private noteServedAge(ageMs: number): void {

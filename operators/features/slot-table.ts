@@ -49,6 +49,26 @@ export class SlotIndex {
     }
   }
 
+  /**
+   * `find` for `count` keys at once, into `slots`. Each pass over the keys has no dependence between iterations, so the
+   * processor overlaps the cache misses of many keys: first every key's home entry, then every row's key.
+   */
+  findAll(keys: Float64Array, count: number, slots: Int32Array): void {
+    const table = this.table;
+    const mask = this.mask;
+    for (let n = 0; n < count; n++) {
+      const tag = keys[n]! >>> 0 | 0;
+      const i = tag & mask;
+      slots[n] = table[2 * i + 1] === tag ? table[2 * i]! : -2;
+    }
+    const rowKeys = this.keys;
+    const stride = this.stride;
+    for (let n = 0; n < count; n++) {
+      const slot = slots[n]!;
+      if (slot < 0 || rowKeys[slot * stride] !== keys[n]) slots[n] = this.find(keys[n]!);
+    }
+  }
+
   /** The first slot whose key's low 32 bits are `ref`, or -1. */
   findRef(ref: number): number {
     const table = this.table;
