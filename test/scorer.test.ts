@@ -80,6 +80,13 @@ describe('Scorer', () => {
     const outOfRange = { dense: row.dense, categorical: Int32Array.from([99, -3, 2]) };
     const asUnknown = { dense: row.dense, categorical: Int32Array.from([0, 0, 2]) };
     expectScores(await scorer.score([outOfRange]), ranker, [asUnknown]);
+
+    // Fields of one shared size take another path through the check.
+    const shared = FIELDS.map((f) => ({ ...f, vocabularySize: 20 }));
+    const sameSized = new Ranker({ kind: 'deepfm', denseFeatures: DENSE, categoricalFields: shared, embeddingDim: 4, hidden: [8] }, { seed: 3 });
+    const sameSizedScorer = await scorerOf(exportOnnx(sameSized));
+    const beyond = { dense: row.dense, categorical: Int32Array.from([20, -1, 19]) };
+    expectScores(await sameSizedScorer.score([beyond]), sameSized, [{ dense: row.dense, categorical: Int32Array.from([0, 0, 19]) }]);
   });
 
   it('refuses a model whose contract does not match the rows, naming the feature', async () => {
