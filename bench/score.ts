@@ -32,7 +32,10 @@ async function timeUs(work: () => Promise<unknown>): Promise<number> {
   return Number(process.hrtime.bigint() - start) / 1e3;
 }
 
-/** A cache that has seen `items` items and `events` behaviour events of `users` users over the last week. */
+/**
+ * A cache that has seen `items` items and `events` behaviour events of `users` users over the week up to `now`, the
+ * newest at `now` itself: like a live cache, it has followed the stream up to the moment it is asked.
+ */
 function populatedCache(items: number, users: number, events: number, now: number, random: () => number): FeatureCache {
   const cache = new FeatureCache({ item: { attributeFields: ['genre'] } });
   for (let item = 0; item < items; item++) {
@@ -40,7 +43,7 @@ function populatedCache(items: number, users: number, events: number, now: numbe
   }
   const types: BehaviourType[] = ['impression', 'impression', 'impression', 'click', 'view', 'purchase'];
   for (let e = 0; e < events; e++) {
-    const ts = now - 7 * 24 * HOUR + Math.floor((e / events) * 7 * 24 * HOUR);
+    const ts = now - 7 * 24 * HOUR + Math.ceil(((e + 1) / events) * 7 * 24 * HOUR);
     // Skewed popularity, as in real catalogues, so window counts and co-visitation are not uniform noise.
     const item = Math.floor(items * random() ** 3);
     cache.update({

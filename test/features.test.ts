@@ -156,6 +156,67 @@ describe('item features', () => {
     );
   });
 
+  it('counts exactly at or after the newest event, whatever lookups came in between', () => {
+    const quarter = HOUR / 4;
+    const buckets = 4;
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.record({ kind: fc.constant('event' as const), item: fc.constantFrom('x', 'y'), click: fc.boolean(), at: fc.integer({ min: 0, max: 40 * quarter }) }),
+            fc.record({ kind: fc.constant('lookup' as const), at: fc.integer({ min: -4 * quarter, max: 48 * quarter }) }),
+          ),
+          { maxLength: 120 },
+        ),
+        (steps) => {
+          const cache = new FeatureCache(small);
+          const seen: { click: boolean; at: number }[] = [];
+          let newest = -Infinity;
+          const epochOf = (t: number) => Math.floor((T0 + t) / quarter);
+          const check = (at: number) => {
+            const current = epochOf(at);
+            const inWindow = seen.filter((s) => epochOf(s.at) > current - buckets && epochOf(s.at) <= current);
+            const rows = cache.lookup('q', ['x'], { ts: T0 + at });
+            expect(rows.get(0, 'item_impression_1h')).toBe(inWindow.filter((s) => !s.click).length);
+            expect(rows.get(0, 'item_click_1h')).toBe(inWindow.filter((s) => s.click).length);
+          };
+          for (const [n, step] of steps.entries()) {
+            if (step.kind === 'event') {
+              cache.update(ev(step.click ? 'click' : 'impression', `u${n % 3}`, step.item, T0 + step.at));
+              newest = Math.max(newest, step.at);
+              if (step.item === 'x') seen.push(step);
+            } else if (step.at >= newest) {
+              check(step.at);
+            } else {
+              // Lookups in the past may move x's heads on (y's events let them); the checks after must not notice.
+              cache.lookup('q', ['x'], { ts: T0 + step.at });
+            }
+          }
+          if (newest > -Infinity) for (const ahead of [0, 1, quarter, 3 * quarter, 5 * quarter]) check(newest + ahead);
+        },
+      ),
+      { numRuns: 400 },
+    );
+  });
+
+  it('moves window heads on in a lookup only as far as the newest event', () => {
+    const cache = new FeatureCache(small);
+    const quarter = HOUR / 4;
+    cache.update(ev('impression', 'u', 'x', T0));
+    // Ahead of every event. Had this moved x's heads to its epoch, the event one bucket before T0 would share the
+    // head's bucket and be dropped.
+    expect(feature(cache, 'q', 'x', T0 + 3 * quarter, 'item_impression_1h')).toBe(1);
+    cache.update(ev('impression', 'u', 'x', T0 - quarter));
+    expect(feature(cache, 'q', 'x', T0 - quarter + 1, 'item_impression_1h')).toBe(1);
+    expect(feature(cache, 'q', 'x', T0 + 1, 'item_impression_1h')).toBe(2);
+    // y's event lets x's heads move on to its epoch; x's own late events still count after that.
+    cache.update(ev('impression', 'u', 'y', T0 + 3 * quarter));
+    expect(feature(cache, 'q', 'x', T0 + 3 * quarter, 'item_impression_1h')).toBe(1);
+    cache.update(ev('impression', 'u', 'x', T0 + 2 * quarter));
+    expect(feature(cache, 'q', 'x', T0 + 3 * quarter, 'item_impression_1h')).toBe(2);
+    expect(feature(cache, 'q', 'x', T0 + 4 * quarter, 'item_impression_1h')).toBe(1);
+  });
+
   it('smooths CTR toward the attribute CTR, itself smoothed toward the global CTR', () => {
     const cache = new FeatureCache({ ...small, item: { ...small.item, windows: [{ name: '1h', lengthMs: HOUR, buckets: 4 }] } });
     cache.update(item('a', { genre: 'rock', price: 9.5, color: 'blue' }));

@@ -622,23 +622,9 @@ export class FeatureCache {
       const totals = head + T;
       const epoch = Math.floor(ts / this.windowWidths[wi]!);
       const newest = words[head]! - 1;
-      if (epoch === newest) counts[head + 1 + type]!++;
-      else if (epoch > newest) {
-        if (newest >= 0) {
-          const start = I4 + this.i.buckets + this.windowOffsets[wi]! * entry;
-          const held = start + (newest % buckets) * entry;
-          words[held] = newest + 1;
-          for (let t = 1; t <= T; t++) counts[held + t] = counts[head + t]!;
-          const expiring = Math.min(newest, epoch - buckets);
-          for (let gone = Math.max(0, newest - buckets + 1); gone <= expiring; gone++) {
-            const at = start + (gone % buckets) * entry;
-            if (words[at] !== gone + 1) continue;
-            for (let t = 1; t <= T; t++) counts[totals + t] = counts[totals + t]! - counts[at + t]!;
-          }
-        }
-        words[head] = epoch + 1;
-        for (let t = 1; t <= T; t++) counts[head + t] = 0;
-        counts[head + 1 + type] = 1;
+      if (epoch >= newest) {
+        if (epoch > newest) this.advanceHead(I4, wi, epoch);
+        counts[head + 1 + type]!++;
       } else {
         // Older than the head: its bucket, unless a newer epoch holds that bucket (the head's own included).
         if ((newest - epoch) % buckets === 0) continue;
@@ -654,6 +640,35 @@ export class FeatureCache {
       }
       counts[totals + 1 + type]!++;
     }
+  }
+
+  /**
+   * Moves window `wi`'s head of the item at `I4` on to the later `epoch`: the head's counts go to their bucket, and the
+   * buckets that leave the window by then come off the running totals.
+   */
+  private advanceHead(I4: number, wi: number, epoch: number): void {
+    const counts = this.items.rows.u32;
+    const words = this.items.rows.i32;
+    const T = this.config.item.windowTypes.length;
+    const entry = 1 + T;
+    const buckets = this.windowBuckets[wi]!;
+    const head = I4 + this.i.windowHeads + wi * (1 + 2 * T);
+    const totals = head + T;
+    const newest = words[head]! - 1;
+    if (newest >= 0) {
+      const start = I4 + this.i.buckets + this.windowOffsets[wi]! * entry;
+      const held = start + (newest % buckets) * entry;
+      words[held] = newest + 1;
+      for (let t = 1; t <= T; t++) counts[held + t] = counts[head + t]!;
+      const expiring = Math.min(newest, epoch - buckets);
+      for (let gone = Math.max(0, newest - buckets + 1); gone <= expiring; gone++) {
+        const at = start + (gone % buckets) * entry;
+        if (words[at] !== gone + 1) continue;
+        for (let t = 1; t <= T; t++) counts[totals + t] = counts[totals + t]! - counts[at + t]!;
+      }
+    }
+    words[head] = epoch + 1;
+    for (let t = 1; t <= T; t++) counts[head + t] = 0;
   }
 
   private countCtr(item: number, click: boolean, ts: number): void {
@@ -807,6 +822,8 @@ export class FeatureCache {
     // The same for every candidate: how far attribute statistics have decayed, and each window's current epoch.
     const attributeDecay = Math.exp((-(now - this.globalTime) * LN2) / this.longestWindow);
     const currents = this.windowWidths.map((w) => Math.floor(now / w));
+    // Each window's epoch of the newest event: heads may be moved on up to it, never past what the stream has reached.
+    const settled = this.windowWidths.map((w) => Math.floor(this.newestEventTs / w));
     const I = this.items.rows;
     const A = c.item.maxAttributes;
     // Candidates' rows are scattered over megabytes, and a model run between two requests evicts them. Each step below
@@ -832,7 +849,7 @@ export class FeatureCache {
         for (let k = contextStart; k < width; k++) out[base + k] = out[k]!;
       }
       const item = slots[n]!;
-      col = this.writeItemBlock(out, base + userEnd, item, now, globalCtr, attributeDecay, currents);
+      col = this.writeItemBlock(out, base + userEnd, item, now, globalCtr, attributeDecay, currents, settled);
       const ref = refs[n]!;
       out[col++] = interacted.has(ref) ? 1 : 0;
       let matched = 0;
@@ -897,7 +914,16 @@ export class FeatureCache {
     return (this.globalClicks * f + ctrPriorWeight * ctrPrior) / (this.globalImpressions * f + ctrPriorWeight);
   }
 
-  private writeItemBlock(out: Float32Array, col: number, item: number, now: number, globalCtr: number, attributeDecay: number, currents: readonly number[]): number {
+  private writeItemBlock(
+    out: Float32Array,
+    col: number,
+    item: number,
+    now: number,
+    globalCtr: number,
+    attributeDecay: number,
+    currents: readonly number[],
+    settled: readonly number[],
+  ): number {
     const c = this.config.item;
     const T = c.windowTypes.length;
     const width = this.itemWidth;
@@ -924,7 +950,13 @@ export class FeatureCache {
       const current = currents[wi]!;
       const start = I4 + i.buckets + this.windowOffsets[wi]! * entry;
       const head = I4 + i.windowHeads + wi * (1 + 2 * T);
-      const newest = epochs[head]! - 1;
+      let newest = epochs[head]! - 1;
+      if (newest >= 0 && current > newest && current - newest < buckets && current <= settled[wi]!) {
+        // The stream has moved on to this epoch, so the head may too, as this item's next event would move it: later
+        // lookups in the epoch then read the head alone, not the buckets that have left the window since.
+        this.advanceHead(I4, wi, current);
+        newest = current;
+      }
       if (newest < 0 || current - newest >= buckets) {
         for (let t = 0; t < T; t++) out[col + t] = 0;
       } else if (current === newest) {
