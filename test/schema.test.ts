@@ -1,6 +1,9 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  behaviourEventSchema,
   LIMITS,
+  parseBehaviourEvent,
   parseInputEvent,
   parseRecommendationRequest,
   type ItemEvent,
@@ -63,6 +66,56 @@ describe('event validation', () => {
     const result = parseInputEvent({ ...click, context: { device: 'ios' } });
     expect(result.ok).toBe(true);
     if (result.ok && 'context' in result.value) expect(Object.getPrototypeOf(result.value.context)).toBeNull();
+  });
+
+  it('decodes behaviour events exactly as the schema does, on its fast path and off it', () => {
+    const idLike = fc.oneof(fc.string({ maxLength: 4 }), fc.constant('x'.repeat(LIMITS.idLength)), fc.constant('x'.repeat(LIMITS.idLength + 1)), fc.integer());
+    const wholeLike = (max: number) => fc.oneof(fc.integer({ min: -2, max: 3 }), fc.constantFrom(max, max + 1, 0.5, -0, Number.NaN, Number.POSITIVE_INFINITY, '7'));
+    const field = {
+      id: idLike,
+      type: fc.oneof(fc.constantFrom('impression', 'click', 'purchase', 'item', 'hover'), fc.integer()),
+      userId: idLike,
+      itemId: idLike,
+      ts: wholeLike(8.64e15),
+      requestId: fc.oneof(idLike, fc.constant(undefined)),
+      position: wholeLike(100_000),
+      value: fc.oneof(fc.double(), fc.constant('1')),
+      context: fc.oneof(fc.constant({ variant: 'a' }), fc.constant({ __proto__: 1 }), fc.constant('a')),
+      extra: fc.constant(1),
+    };
+    const valid = { id: fc.constant('e'), type: fc.constant('impression'), userId: fc.constant('u'), itemId: fc.constant('i'), ts: fc.constant(5) };
+    // Mostly valid events with a few fields replaced or added, so both paths and every rule get exercised.
+    const event = fc
+      .tuple(
+        fc.record(valid),
+        fc.array(fc.oneof(...Object.entries(field).map(([key, value]) => (value as fc.Arbitrary<unknown>).map((v) => [key, v] as const))), { maxLength: 3 }),
+        fc.oneof(fc.constant([]), fc.constant([]), fc.subarray(Object.keys(valid), { maxLength: 1 })),
+      )
+      .map(([base, changes, dropped]) => {
+        const out: Record<string, unknown> = { ...base, ...Object.fromEntries(changes) };
+        for (const key of dropped) delete out[key];
+        return out;
+      });
+    let accepted = 0;
+    fc.assert(
+      fc.property(event, (raw) => {
+        const expected = behaviourEventSchema.safeParse(raw);
+        if (expected.success) accepted++;
+        // parseInputEvent takes item and user metadata by their own schemas.
+        const decoders = raw.type === 'item' || raw.type === 'user' ? [parseBehaviourEvent] : [parseBehaviourEvent, parseInputEvent];
+        for (const actual of decoders.map((decode) => decode(raw))) {
+          expect(actual.ok).toBe(expected.success);
+          if (actual.ok && expected.success) {
+            expect(Object.keys(actual.value)).toEqual(Object.keys(expected.data));
+            expect(actual.value).toEqual(expected.data);
+          } else if (!actual.ok && !expected.success) {
+            expect(actual.error.field).toBe(expected.error.issues[0]!.path.map(String).join('.'));
+          }
+        }
+      }),
+      { numRuns: 3000 },
+    );
+    expect(accepted).toBeGreaterThan(100);
   });
 
   it('validates recommendation requests', () => {
