@@ -108,13 +108,15 @@ export class OnnxRanker implements Ranker {
     const width = rows.width;
     const values = rows.values;
     const vocabulary = this.scorer.model.contract.categorical.fields[0]?.vocabularySize ?? 0;
+    const wideLogits = this.wideLogit?.(rows, itemIds);
     const result = await this.scorer.scoreWith(
       rows.count,
       (dense, categorical) => {
         dense.set(values.subarray(0, rows.count * width));
         for (let i = 0; i < rows.count; i++) categorical[i] = itemIndex(itemIds[i]!, vocabulary);
       },
-      this.wideLogit?.(rows, itemIds),
+      // itemIndex hashes into the vocabulary of the version that runs: it is read in the same turn as the run starts.
+      wideLogits ? { wideLogits, indicesInRange: true } : { indicesInRange: true },
     );
     return { scores: result.scores, version: result.version };
   }
@@ -190,10 +192,14 @@ export class HeadRanker implements Ranker {
     const width = rows.width;
     const values = rows.values;
     const vocabulary = this.scorer.model.contract.categorical.fields[0]?.vocabularySize ?? 0;
-    const result = await this.scorer.scoreWith(count, (dense, categorical) => {
-      dense.set(values.subarray(0, count * width));
-      for (let i = 0; i < count; i++) categorical[i] = itemIndex(itemIds[i]!, vocabulary);
-    });
+    const result = await this.scorer.scoreWith(
+      count,
+      (dense, categorical) => {
+        dense.set(values.subarray(0, count * width));
+        for (let i = 0; i < count; i++) categorical[i] = itemIndex(itemIds[i]!, vocabulary);
+      },
+      { indicesInRange: true },
+    );
     const deepVersion = result.version;
     if (head === undefined || result.penultimate === undefined) return { scores: result.scores, version: deepVersion };
     const h = result.penultimate;

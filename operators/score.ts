@@ -1,6 +1,6 @@
 import { concatMap } from 'rxjs';
 import { rankWithExploration, type ExplorationOptions } from '../models/exploration.js';
-import type { RowFill, ScoreResult } from '../models/scorer.js';
+import type { RowFill, ScoreResult, ScoreWithOptions } from '../models/scorer.js';
 import { withItems } from './batch.js';
 import type { DeadLetter, DeadLetterSink } from './dead-letters.js';
 import { defineOperator, type Operator } from './operator.js';
@@ -29,7 +29,7 @@ export interface Ranked<T, C> {
 }
 
 export interface ScoreOptions<T, C> {
-  readonly scorer: { scoreWith(count: number, fill: RowFill, wideLogits?: ArrayLike<number>): Promise<ScoreResult> };
+  readonly scorer: { scoreWith(count: number, fill: RowFill, options?: ScoreWithOptions): Promise<ScoreResult> };
   /** Looks up the request's candidate features (from the feature cache) and says how to write them. */
   readonly assemble: (request: T) => Assembly<C> | Promise<Assembly<C>>;
   /** Slots to fill per request. Default: every candidate. */
@@ -55,7 +55,7 @@ export function scoreCandidates<T, C>(options: ScoreOptions<T, C>): Operator<T, 
     try {
       const assembly = await assemble(request);
       const { candidates } = assembly;
-      const { scores, version } = await scorer.scoreWith(candidates.length, assembly.fill, assembly.wideLogits);
+      const { scores, version } = await scorer.scoreWith(candidates.length, assembly.fill, assembly.wideLogits ? { wideLogits: assembly.wideLogits } : {});
       const slots = Math.min(options.slots?.(request) ?? candidates.length, candidates.length);
       const { order, explored } = rankWithExploration(scores, exploration ?? BY_SCORE_ONLY, slots);
       return {

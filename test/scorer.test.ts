@@ -89,6 +89,26 @@ describe('Scorer', () => {
     expectScores(await sameSizedScorer.score([beyond]), sameSized, [{ dense: row.dense, categorical: Int32Array.from([0, 0, 19]) }]);
   });
 
+  it('skips its index check only for a fill that vouches for its indices', async () => {
+    const ranker = rankerOf('deepfm', 4);
+    const scorer = await scorerOf(exportOnnx(ranker));
+    const rows = rowsOf(8, 5);
+    const fill = (dense: Float32Array, categorical: Int32Array) =>
+      rows.forEach((row, i) => {
+        dense.set(row.dense, i * DENSE.length);
+        categorical.set(row.categorical, i * FIELDS.length);
+      });
+    const vouched = await scorer.scoreWith(rows.length, fill, { indicesInRange: true });
+    expectScores(vouched.scores, ranker, rows);
+    // Proof that nothing checked: an index beyond the vocabulary reaches onnxruntime, which refuses the run.
+    const beyond = (dense: Float32Array, categorical: Int32Array) => {
+      fill(dense, categorical);
+      categorical[1] = 99;
+    };
+    await expect(scorer.scoreWith(rows.length, beyond, { indicesInRange: true })).rejects.toThrow();
+    expect((await scorer.scoreWith(rows.length, beyond)).scores).toHaveLength(rows.length);
+  });
+
   it('refuses a model whose contract does not match the rows, naming the feature', async () => {
     const swapped = rankerOf('deepfm', 1, ['price', 'ctr_7d', 'age_days']);
     const error = await Scorer.create(exportOnnx(swapped), { layout: LAYOUT }).catch((e: unknown) => e);
