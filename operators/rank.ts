@@ -108,7 +108,6 @@ export class OnnxRanker implements Ranker {
     const width = rows.width;
     const values = rows.values;
     const vocabulary = this.scorer.model.contract.categorical.fields[0]?.vocabularySize ?? 0;
-    const wideLogits = this.wideLogit?.(rows, itemIds);
     const result = await this.scorer.scoreWith(
       rows.count,
       (dense, categorical) => {
@@ -116,7 +115,7 @@ export class OnnxRanker implements Ranker {
         for (let i = 0; i < rows.count; i++) categorical[i] = itemIndex(itemIds[i]!, vocabulary);
       },
       // itemIndex hashes into the vocabulary of the version that runs: it is read in the same turn as the run starts.
-      wideLogits ? { wideLogits, indicesInRange: true } : { indicesInRange: true },
+      { wideLogits: this.wideLogit?.(rows, itemIds), indicesInRange: true },
     );
     return { scores: result.scores, version: result.version };
   }

@@ -55,7 +55,7 @@ export function scoreCandidates<T, C>(options: ScoreOptions<T, C>): Operator<T, 
     try {
       const assembly = await assemble(request);
       const { candidates } = assembly;
-      const { scores, version } = await scorer.scoreWith(candidates.length, assembly.fill, assembly.wideLogits ? { wideLogits: assembly.wideLogits } : {});
+      const { scores, version } = await scorer.scoreWith(candidates.length, assembly.fill, { wideLogits: assembly.wideLogits });
       const slots = Math.min(options.slots?.(request) ?? candidates.length, candidates.length);
       const { order, explored } = rankWithExploration(scores, exploration ?? BY_SCORE_ONLY, slots);
       return {

@@ -30,7 +30,10 @@ export type FieldMap = Readonly<Record<string, FieldValue>>;
 
 const id = z.string().min(1).max(LIMITS.idLength);
 const text = z.string().max(LIMITS.stringLength);
-const timestamp = z.number().int().nonnegative().max(8.64e15);
+/** Latest event time (ms), the largest a JavaScript Date holds. */
+const MAX_TS = 8.64e15;
+const MAX_POSITION = 100_000;
+const timestamp = z.number().int().nonnegative().max(MAX_TS);
 const finite = z.number().finite();
 
 const fieldValue = z.union([
@@ -73,7 +76,7 @@ export const behaviourEventSchema = z.strictObject({
   itemId: id,
   ts: timestamp,
   requestId: id.optional(),
-  position: z.number().int().nonnegative().max(100_000).optional(),
+  position: z.number().int().nonnegative().max(MAX_POSITION).optional(),
   value: finite.optional(),
   context: fieldMapSchema.optional(),
 });
@@ -179,21 +182,21 @@ const isWhole = (value: unknown, max: number): value is number =>
 /**
  * The behaviour event `raw` is, when it has the everyday shape (no `context`) and passes every rule of
  * `behaviourEventSchema`; otherwise undefined, and the schema decides. Every served item comes back as an impression
- * that three pipelines decode, and the schema's general machinery allocated about 3.6 KB per event: a third of
- * what a request costs the collector. The result is built like the schema's, keys in its order.
+ * that three pipelines decode, and the schema's general machinery allocated about 3.6 KB per event: about a
+ * tenth of what a request allocates. The result is built like the schema's, keys in its order.
  */
 function everydayBehaviourEvent(raw: object): BehaviourEvent | undefined {
   const value = raw as Record<string, unknown>;
   for (const key in value) if (!BEHAVIOUR_KEYS.has(key) || !Object.hasOwn(value, key)) return undefined;
   const { id, type, userId, itemId, ts, requestId, position } = value;
-  if (!isId(id) || !BEHAVIOUR_TYPE_SET.has(type) || !isId(userId) || !isId(itemId) || !isWhole(ts, 8.64e15)) return undefined;
+  if (!isId(id) || !BEHAVIOUR_TYPE_SET.has(type) || !isId(userId) || !isId(itemId) || !isWhole(ts, MAX_TS)) return undefined;
   const event: { -readonly [K in keyof BehaviourEvent]: BehaviourEvent[K] } = { id, type: type as BehaviourType, userId, itemId, ts };
   if ('requestId' in value) {
     if (!isId(requestId)) return undefined;
     event.requestId = requestId;
   }
   if ('position' in value) {
-    if (!isWhole(position, 100_000)) return undefined;
+    if (!isWhole(position, MAX_POSITION)) return undefined;
     event.position = position;
   }
   if ('value' in value) {

@@ -837,8 +837,10 @@ export class FeatureCache {
     const slots = this.candidateSlots;
     const refs = this.candidateRefs;
     const keys = this.candidateKeys;
-    for (let n = 0; n < candidates.length; n++) keys[n] = hash53(candidates[n]!);
-    for (let n = 0; n < candidates.length; n++) refs[n] = low32(keys[n]!);
+    for (let n = 0; n < candidates.length; n++) {
+      keys[n] = hash53(candidates[n]!);
+      refs[n] = low32(keys[n]!);
+    }
     this.items.index.findAll(keys, candidates.length, slots);
     this.touchLeadingLines(slots, candidates.length);
     for (let n = 0; n < candidates.length; n++) {
