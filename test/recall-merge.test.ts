@@ -90,6 +90,19 @@ describe('candidate filter', () => {
     expect(match({ genre: 'Drama', year: '1999' })).toEqual(['drama']);
     expect(match({ year: 2001 })).toEqual(['comedy']);
   });
+
+  it('follows an item out of and back into availability, and ignores an older record', () => {
+    const own = new ItemCatalogue();
+    const accept = candidateFilter(own, {});
+    own.observe({ type: 'item', itemId: 'x', ts: 1, fields: {} });
+    expect(accept('x')).toBe(true);
+    own.observe({ type: 'item', itemId: 'x', ts: 2, fields: { available: false } as ItemEvent['fields'] });
+    expect(accept('x')).toBe(false);
+    own.observe({ type: 'item', itemId: 'x', ts: 1, fields: {} });
+    expect(accept('x')).toBe(false);
+    own.observe({ type: 'item', itemId: 'x', ts: 3, fields: { available: true } as ItemEvent['fields'] });
+    expect(accept('x')).toBe(true);
+  });
 });
 
 describe('multi recaller', () => {

@@ -220,6 +220,26 @@ describe('co-visitation recall', () => {
     expect(() => new CoVisitationRecaller({ backwardWeight: 2 })).toThrow(/backwardWeight/);
   });
 
+  it('returns the head of a full stable sort, ties included, when it ranks only the best of many touched (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ user: fc.integer({ min: 0, max: 8 }), item: fc.integer({ min: 0, max: 60 }) }), { minLength: 2, maxLength: 300, size: 'max' }),
+        fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 4 }),
+        fc.integer({ min: 1, max: 12 }),
+        (events, recent, count) => {
+          // Whole-second steps and integer weights: many neighbours tie, which is where a heap and a sort can differ.
+          const covisit = new CoVisitationRecaller({ windowMs: 10 * HOUR, halfLifeMs: 1e15 });
+          events.forEach(({ user, item: i }, k) => covisit.observe(behaviour(`u${user}`, `i${i}`, T0 + k * 1000)));
+          const recentItems = recent.map((i) => `i${i}`);
+          const now = T0 + events.length * 1000;
+          const full = covisit.recall(request({ recentItems, count: 10_000, now }));
+          expect(covisit.recall(request({ recentItems, count, now }))).toEqual(full.slice(0, count));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   it('keeps histories for a bounded number of users', () => {
     const histories = new UserHistories({ length: 2, maxUsers: 2 });
     histories.push('u1', { itemId: 'a', ts: 1, weight: 1 });

@@ -35,6 +35,8 @@ export function valuesOf(value: FieldValue | undefined): readonly string[] {
 
 export class ItemCatalogue implements Iterable<ItemInfo> {
   private readonly items = new Map<string, ItemInfo>();
+  /** Ids of the items marked unavailable, so the filter every candidate passes can skip the catalogue lookup. */
+  private readonly unavailable = new Set<string>();
   private readonly publishedField: string;
   private readonly availableField: string;
 
@@ -62,11 +64,18 @@ export class ItemCatalogue implements Iterable<ItemInfo> {
       updatedAt: event.ts,
     };
     this.items.set(event.itemId, info);
+    if (info.available) this.unavailable.delete(event.itemId);
+    else this.unavailable.add(event.itemId);
     return info;
   }
 
   get(itemId: string): ItemInfo | undefined {
     return this.items.get(itemId);
+  }
+
+  /** Whether the item is marked unavailable; unknown items are not. */
+  isUnavailable(itemId: string): boolean {
+    return this.unavailable.size > 0 && this.unavailable.has(itemId);
   }
 
   has(itemId: string): boolean {

@@ -263,6 +263,19 @@ function bestByScore(touched: readonly number[], scores: Float64Array, limit: nu
   // Min-heap of indices into `touched`, the worst kept on top; of equal scores the later one is worse.
   const heap = new Int32Array(limit);
   const worse = (a: number, b: number) => at[a]! < at[b]! || (at[a] === at[b] && a > b);
+  const siftDown = (size: number) => {
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      if (l >= size) return;
+      const r = l + 1;
+      const child = r < size && worse(heap[r]!, heap[l]!) ? r : l;
+      if (!worse(heap[child]!, heap[i]!)) return;
+      const swap = heap[i]!;
+      heap[i] = heap[child]!;
+      heap[child] = swap;
+      i = child;
+    }
+  };
   for (let k = 0; k < limit; k++) {
     heap[k] = k;
     for (let i = k; i > 0; ) {
@@ -278,21 +291,16 @@ function bestByScore(touched: readonly number[], scores: Float64Array, limit: nu
     // A later index loses ties, so only a strictly higher score displaces the worst kept.
     if (!(at[k]! > at[heap[0]!]!)) continue;
     heap[0] = k;
-    for (let i = 0; ; ) {
-      const l = 2 * i + 1;
-      if (l >= limit) break;
-      const r = l + 1;
-      const child = r < limit && worse(heap[r]!, heap[l]!) ? r : l;
-      if (!worse(heap[child]!, heap[i]!)) break;
-      const swap = heap[i]!;
-      heap[i] = heap[child]!;
-      heap[child] = swap;
-      i = child;
-    }
+    siftDown(limit);
   }
-  return Array.from(heap)
-    .sort((a, b) => at[b]! - at[a]! || a - b)
-    .map((i) => touched[i]!);
+  // Taking the worst off the top, one at a time, fills the result from its end: best first without a sort.
+  const best = new Array<number>(limit);
+  for (let size = limit; size > 0; size--) {
+    best[size - 1] = touched[heap[0]!]!;
+    heap[0] = heap[size - 1]!;
+    siftDown(size - 1);
+  }
+  return best;
 }
 
 /**

@@ -24,12 +24,12 @@ export function candidateFilter(catalogue: ItemCatalogue, input: CandidateFilter
         wanted: new Set(Array.isArray(wanted) ? wanted.map(String) : [String(wanted)]),
       }))
     : [];
+  // Every candidate of every source passes here, hundreds per request: without field filters, no catalogue lookup.
+  if (fieldFilters.length === 0) return (itemId) => !consumed?.has(itemId) && !excluded?.has(itemId) && !catalogue.isUnavailable(itemId);
   return (itemId) => {
     if (consumed?.has(itemId) || excluded?.has(itemId)) return false;
     const item = catalogue.get(itemId);
-    if (item && !item.available) return false;
-    if (fieldFilters.length === 0) return true;
-    if (!item) return false;
+    if (!item || !item.available) return false;
     for (const { field, wanted } of fieldFilters) {
       if (!valuesOf(item.fields[field]).some((value) => wanted.has(value))) return false;
     }
