@@ -19,7 +19,9 @@
  *
  * fixedRate.server: what the server's main thread went through during the fixed-rate run, where a latency tail comes
  * from: garbage-collection pauses (count, total and longest) and event-loop delay (p99 and max), the time a ready
- * callback waited for the thread.
+ * callback waited for the thread; and `stageMeanUs`, the mean time a request spent in each serving stage (recall,
+ * features, rank, rerank) from the server's `eddy_recommend_stage_seconds`. Rank includes the wait for the scoring
+ * thread.
  *
  * freshnessP99Ms: a user the server has never seen asks for recommendations, then clicks the top item; from just
  * before `POST /v1/events` of the click, this process asks again in a tight loop until an answer reflects the click
@@ -90,6 +92,29 @@ function jsonClient(base: string) {
 }
 
 type Client = ReturnType<typeof jsonClient>;
+
+/** Per serving stage, the request count and total seconds the server's `eddy_recommend_stage_seconds` holds. */
+async function stageTotals(base: string): Promise<Map<string, { count: number; seconds: number }>> {
+  const text = await (await fetch(new URL('/metrics', base))).text();
+  const totals = new Map<string, { count: number; seconds: number }>();
+  for (const [, part, stage, value] of text.matchAll(/^eddy_recommend_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)$/gm)) {
+    const total = totals.get(stage!) ?? { count: 0, seconds: 0 };
+    if (part === 'sum') total.seconds = Number(value);
+    else total.count = Number(value);
+    totals.set(stage!, total);
+  }
+  return totals;
+}
+
+/** Mean µs per request in each stage between two `stageTotals`. */
+function stageMeansUs(before: Map<string, { count: number; seconds: number }>, after: Map<string, { count: number; seconds: number }>): Record<string, number> {
+  const means: Record<string, number> = {};
+  for (const [stage, { count, seconds }] of after) {
+    const earlier = before.get(stage) ?? { count: 0, seconds: 0 };
+    if (count > earlier.count) means[stage] = Math.round(((seconds - earlier.seconds) / (count - earlier.count)) * 1e6);
+  }
+  return means;
+}
 
 async function postAll(client: Client, events: readonly unknown[]): Promise<void> {
   for (let i = 0; i < events.length; i += POST_BATCH) {
@@ -304,11 +329,14 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
     log(`freshness (${trials} clicks): p50 ${round(percentile(freshness, 0.5))} ms, p99 ${freshnessP99Ms} ms, max ${round(Math.max(...freshness))} ms`);
 
     const loadBefore = loadavg()[0]!;
+    const stagesBefore = await stageTotals(url);
     const { result: fixedRate, server } = await watchMainThread(() => runLoad({ ...common, mode: 'paced', rate, durationMs, connections: pacedConnections }));
+    const stageMeanUs = stageMeansUs(stagesBefore, await stageTotals(url));
     log(`fixed rate ${rate}/s: ${fixedRate.rps} req/s, p50 ${fixedRate.p50Ms} ms, p99 ${fixedRate.p99Ms} ms, non-2xx ${fixedRate.non2xx}, errors ${fixedRate.errors}, timeouts ${fixedRate.timeouts}`);
     log(
       `  server: ${server.gcPauses} GC pauses (${server.gcOver5Ms} over 5 ms, longest ${server.gcMaxMs} ms, ${server.gcTotalMs} ms in all); ` +
-        `event-loop delay p99 ${server.eventLoopDelayP99Ms} ms, max ${server.eventLoopDelayMaxMs} ms`,
+        `event-loop delay p99 ${server.eventLoopDelayP99Ms} ms, max ${server.eventLoopDelayMaxMs} ms; mean per request (µs): ` +
+        Object.entries(stageMeanUs).map(([stage, us]) => `${stage} ${us}`).join(', '),
     );
     // When the target rate misses the latency objective, the highest rate that meets it says how far off it is:
     // a bisection over paced rates, each run long enough for a queue to show.
@@ -345,7 +373,7 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
       freshnessP99Ms,
       sustainedRps: fixedRate.p99Ms <= SLO_P99_MS && fixedRate.non2xx + fixedRate.errors + fixedRate.timeouts === 0 ? rate : (sustained?.rate ?? 0),
       freshnessP50Ms: round(percentile(freshness, 0.5)),
-      fixedRate: { ...fixedRate, server },
+      fixedRate: { ...fixedRate, server: { ...server, stageMeanUs } },
       max: { ...max, errorsTotal: max.non2xx + max.errors + max.timeouts },
       candidates: 100,
       seed: { items: catalogue.length, users, events: behaviour.length },

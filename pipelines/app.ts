@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry, type Histogram } from 'prom-client';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
 import type { FeatureStore } from '../connectors/feature-store.js';
 import { dashboardPlugin } from '../connectors/dashboard/plugin.js';
@@ -34,7 +34,7 @@ import { runTrainer, type TrainerJob } from './trainer.js';
 import { registryAdmin } from './model-admin.js';
 import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
-import { ServingPipeline } from './serving.js';
+import { SERVING_STAGES, ServingPipeline, type ServingStage } from './serving.js';
 
 const SAMPLES_FETCH_MIN_RECORDS = 1000;
 const SAMPLES_FETCH_MAX_WAIT_MS = 50;
@@ -241,6 +241,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
         rankers.default = rankers.onnx = new OnnxRanker(scorer);
       }
     }
+    const stageSeconds = Object.fromEntries(SERVING_STAGES.map((stage) => [stage, metrics.recommendStage.labels(stage)])) as Record<ServingStage, Histogram.Internal<'stage'>>;
     serving = new ServingPipeline({
       store,
       recaller: stack.recaller,
@@ -249,6 +250,9 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       experiments,
       featureLog,
       explorationShare: config.explorationShare,
+      onTimings: (timings) => {
+        for (const stage of SERVING_STAGES) stageSeconds[stage].observe(timings[stage] / 1000);
+      },
       logImpressions: (impressions) => {
         metrics.eventsOut.labels(topics.events).inc(impressions.length);
         impressionLog.push(impressions);

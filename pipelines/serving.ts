@@ -10,12 +10,10 @@ import type { Experiments } from '../models/ab/experiments.js';
 import type { BehaviourEvent, RecommendationRequest, RecommendationResponse, RecommendedItem } from '../schema/events.js';
 
 /** Time spent in each stage of one request, in milliseconds. */
-export interface StageTimings {
-  recall: number;
-  features: number;
-  rank: number;
-  rerank: number;
-}
+export const SERVING_STAGES = ['recall', 'features', 'rank', 'rerank'] as const;
+export type ServingStage = (typeof SERVING_STAGES)[number];
+/** Milliseconds a request spent in each stage. */
+export type StageTimings = Record<ServingStage, number>;
 
 export interface ServingOptions {
   readonly store: FeatureStore;

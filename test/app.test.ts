@@ -153,6 +153,20 @@ describe('eddy all (embedded)', () => {
     expect(report.srm).toMatchObject({ mismatch: expect.any(Boolean) });
   });
 
+  it('times every serving stage in /metrics', async () => {
+    const before = await stageCounts();
+    await post('/v1/recommend', { userId: 'timed', count: 5 });
+    const after = await stageCounts();
+    // Proactive pushes may serve too, so at least this request, and every request in all four stages.
+    expect(after.recall! - (before.recall ?? 0)).toBeGreaterThanOrEqual(1);
+    for (const stage of ['features', 'rank', 'rerank']) expect(after[stage]).toBe(after.recall);
+  });
+
+  async function stageCounts(): Promise<Record<string, number>> {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    return Object.fromEntries([...text.matchAll(/^eddy_recommend_stage_seconds_count\{stage="(\w+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+  }
+
   it('describes the pipelines it runs', () => {
     const names = eddy.pipelines.map((p) => p.describe().pipeline);
     expect(names).toEqual(expect.arrayContaining(['serving-state', 'requests']));

@@ -40,6 +40,8 @@ export interface EddyMetrics {
   readonly onlineLogloss: Gauge<'model' | 'version'>;
   /** Time to answer one recommendation request. */
   readonly recommendLatency: Histogram<'variant'>;
+  /** Time a request spent in one serving stage (`recall`, `features`, `rank`, `rerank`), where latency goes. */
+  readonly recommendStage: Histogram<'stage'>;
   /** Recommendation lists served under an experiment's variant. */
   readonly abExposures: Counter<'experiment' | 'variant'>;
   /** Clicks attributed to an experiment's variant. */
@@ -134,6 +136,18 @@ function defineMetrics(registry: Registry): EddyMetrics {
           help: 'Time to answer one recommendation request',
           labelNames: ['variant'],
           buckets: [...LATENCY_BUCKETS_SECONDS],
+          registers,
+        }),
+    ),
+    recommendStage: getOrCreate(
+      registry,
+      'eddy_recommend_stage_seconds',
+      (registers) =>
+        new Histogram<'stage'>({
+          name: 'eddy_recommend_stage_seconds',
+          help: 'Time one recommendation request spent in each serving stage: recall, features, rank, rerank',
+          labelNames: ['stage'],
+          buckets: [0.0001, 0.00025, ...LATENCY_BUCKETS_SECONDS],
           registers,
         }),
     ),
