@@ -61,6 +61,38 @@ describe('merge', () => {
     ]);
   });
 
+  it('lists every source that found an item, best relative score first, ties in list order (property)', () => {
+    const sourceList = fc.record({
+      quota: fc.integer({ min: 0, max: 3 }),
+      hits: fc.array(fc.record({ item: fc.integer({ min: 0, max: 15 }), score: fc.integer({ min: 0, max: 4 }) }), { maxLength: 20 }),
+    });
+    fc.assert(
+      fc.property(fc.array(sourceList, { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 20 }), (specs, count) => {
+        // Scores fall down each list, as sources return them, and small integers make ties between sources common.
+        const lists = specs.map(({ quota, hits }, l) => {
+          const sorted = hits.map((h) => h.score).sort((a, b) => b - a);
+          return { source: `s${l}`, quota, candidates: hits.map((h, r) => ({ itemId: `i${h.item}`, score: sorted[r]!, source: `s${l}` })) };
+        });
+        const active = lists.filter((list) => list.quota > 0 && list.candidates.length > 0);
+        for (const merged of mergeCandidates(lists, count)) {
+          const expected = active
+            .flatMap((list) => {
+              const rank = list.candidates.findIndex((c) => c.itemId === merged.itemId);
+              if (rank < 0) return [];
+              const top = list.candidates[0]!.score;
+              const score = list.candidates[rank]!.score;
+              return [{ hit: { source: list.source, score, rank }, relative: top > 0 ? score / top : 0 }];
+            })
+            .sort((a, b) => b.relative - a.relative);
+          expect(merged.sources).toEqual(expected.map((e) => e.hit));
+          expect(merged.source).toBe(expected[0]!.hit.source);
+          expect(merged.score).toBe(expected[0]!.relative);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('gives a short source’s share to the others', () => {
     const merged = mergeCandidates([list('a', ['a1']), list('b', ['b1', 'b2', 'b3', 'b4'])], 4);
     expect(merged.map((c) => c.itemId)).toEqual(['a1', 'b1', 'b2', 'b3']);

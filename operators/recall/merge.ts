@@ -78,48 +78,59 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   }
 
   // Hits are gathered for the selected items only: sources return about twice what is merged, and this runs on
-  // every request.
-  const hits: (SourceHit[] | undefined)[] = new Array(selected.length);
-  const normalised = new Float64Array(selected.length);
-  for (const list of active) {
-    const top = list.candidates[0]!.score;
-    const candidates = list.candidates;
+  // every request. One pass over the lists notes each hit's item, list and rank in flat arrays; each item's list of
+  // hits is then allocated at its exact length, not grown one push at a time.
+  let totalHits = 0;
+  for (const list of active) totalHits += list.candidates.length;
+  const hitItem = new Int32Array(totalHits);
+  const hitList = new Int32Array(totalHits);
+  const hitRank = new Int32Array(totalHits);
+  const hitCount = new Int32Array(selected.length);
+  const lastList = new Int32Array(selected.length).fill(-1);
+  let noted = 0;
+  for (let l = 0; l < active.length; l++) {
+    const candidates = active[l]!.candidates;
     for (let rank = 0; rank < candidates.length; rank++) {
-      const candidate = candidates[rank]!;
-      const i = position.get(candidate.itemId);
-      if (i === undefined) continue;
-      const hit = { source: list.source, score: candidate.score, rank };
-      const score = top > 0 ? candidate.score / top : 0;
-      const itemHits = hits[i];
-      if (!itemHits) {
-        hits[i] = [hit];
-        normalised[i] = score;
-        continue;
-      }
-      // A list's hits for an item are pushed while that list is visited, so a repeat would be the last one.
-      if (itemHits[itemHits.length - 1]!.source === list.source) continue;
-      itemHits.push(hit);
-      if (score > normalised[i]!) normalised[i] = score;
+      const i = position.get(candidates[rank]!.itemId);
+      // A list that repeats an item keeps its first hit.
+      if (i === undefined || lastList[i] === l) continue;
+      lastList[i] = l;
+      hitItem[noted] = i;
+      hitList[noted] = l;
+      hitRank[noted++] = rank;
+      hitCount[i]!++;
     }
   }
-  // An item's hits are ordered by their score relative to their source's top score.
-  const tops = new Map(active.map((list) => [list.source, list.candidates[0]!.score]));
-  const relative = (hit: SourceHit) => {
-    const top = tops.get(hit.source)!;
-    return top > 0 ? hit.score / top : 0;
-  };
+  // Each item's hits, ordered by score relative to their source's top score (best first, ties in list order), with
+  // those relative scores side by side in one array at the item's offset.
+  const offsets = new Int32Array(selected.length);
+  for (let i = 1; i < selected.length; i++) offsets[i] = offsets[i - 1]! + hitCount[i - 1]!;
+  const relative = new Float64Array(noted);
+  const hits: SourceHit[][] = new Array(selected.length);
+  for (let i = 0; i < selected.length; i++) {
+    hits[i] = new Array(hitCount[i]!);
+    hitCount[i] = 0;
+  }
+  for (let h = 0; h < noted; h++) {
+    const i = hitItem[h]!;
+    const list = active[hitList[h]!]!;
+    const score = list.candidates[hitRank[h]!]!.score;
+    const top = list.candidates[0]!.score;
+    const value = top > 0 ? score / top : 0;
+    const itemHits = hits[i]!;
+    const base = offsets[i]!;
+    let k = hitCount[i]!++;
+    for (; k > 0 && relative[base + k - 1]! < value; k--) {
+      itemHits[k] = itemHits[k - 1]!;
+      relative[base + k] = relative[base + k - 1]!;
+    }
+    itemHits[k] = { source: list.source, score, rank: hitRank[h]! };
+    relative[base + k] = value;
+  }
   const merged: MergedCandidate[] = new Array(selected.length);
   for (let i = 0; i < selected.length; i++) {
     const sources = hits[i]!;
-    // Insertion sort: an item has a hit from a handful of sources at most, and Array.prototype.sort allocates.
-    for (let j = 1; j < sources.length; j++) {
-      const hit = sources[j]!;
-      const value = relative(hit);
-      let k = j;
-      for (; k > 0 && relative(sources[k - 1]!) < value; k--) sources[k] = sources[k - 1]!;
-      sources[k] = hit;
-    }
-    merged[i] = { itemId: selected[i]!, score: normalised[i]!, source: sources[0]!.source, sources };
+    merged[i] = { itemId: selected[i]!, score: relative[offsets[i]!]!, source: sources[0]!.source, sources };
   }
   return merged;
 }
