@@ -112,6 +112,22 @@ describe('popularity recall', () => {
     expect(ids(popular.recall(request({ context: { genre: 'jazz' } })))).toEqual(['late']);
   });
 
+  it('stops listing an item under a value it lost, and keeps it under the values it kept', () => {
+    const { catalogue, popular, feed } = popularSetup();
+    feed(item('a', { genre: ['drama', 'war'] }));
+    feed(item('b', { genre: 'drama' }));
+    for (const id of ['a', 'a', 'b']) feed(behaviour('u', id, T0));
+    expect(catalogue.mayHaveLost('a', 'genre')).toBe(false);
+    feed(item('a', { genre: ['war', 'comedy'], title: 'renamed' }, T0 + 1));
+    feed(item('b', { genre: 'drama', title: 'renamed' }, T0 + 1));
+    expect(catalogue.mayHaveLost('a', 'genre')).toBe(true);
+    expect(catalogue.mayHaveLost('b', 'genre')).toBe(false);
+    expect(catalogue.mayHaveLost('b', 'title')).toBe(false);
+    expect(ids(popular.topByAttribute('genre', 'drama', { count: 5, now: T0 }))).toEqual(['b']);
+    expect(ids(popular.topByAttribute('genre', 'war', { count: 5, now: T0 }))).toEqual(['a']);
+    expect(ids(popular.topByAttribute('genre', 'comedy', { count: 5, now: T0 }))).toEqual(['a']);
+  });
+
   it('skips items the request does not accept', () => {
     const { popular, feed } = popularSetup();
     for (const id of ['a', 'b', 'c']) feed(behaviour('u', id, T0));

@@ -37,6 +37,11 @@ export class ItemCatalogue implements Iterable<ItemInfo> {
   private readonly items = new Map<string, ItemInfo>();
   /** Ids of the items marked unavailable, so the filter every candidate passes can skip the catalogue lookup. */
   private readonly unavailable = new Set<string>();
+  /**
+   * Per field, the items that have ever lost one of its values. Lists built from values (such as per-genre
+   * popularity) need to check an item still holds the value only for these: hundreds of items are walked a request.
+   */
+  private readonly lostValues = new Map<string, Set<string>>();
   private readonly publishedField: string;
   private readonly availableField: string;
 
@@ -63,6 +68,7 @@ export class ItemCatalogue implements Iterable<ItemInfo> {
       available: event.fields[this.availableField] !== false,
       updatedAt: event.ts,
     };
+    if (previous) this.noteLostValues(event.itemId, previous.fields, event.fields);
     this.items.set(event.itemId, info);
     if (info.available) this.unavailable.delete(event.itemId);
     else this.unavailable.add(event.itemId);
@@ -71,6 +77,27 @@ export class ItemCatalogue implements Iterable<ItemInfo> {
 
   get(itemId: string): ItemInfo | undefined {
     return this.items.get(itemId);
+  }
+
+  /**
+   * False when the item is known never to have lost a value of `field`: then every value it was ever seen with, it
+   * still holds. True when it may have (check with `hasValue`).
+   */
+  mayHaveLost(itemId: string, field: string): boolean {
+    const lost = this.lostValues.get(field);
+    return lost !== undefined && lost.has(itemId);
+  }
+
+  private noteLostValues(itemId: string, before: FieldMap, after: FieldMap): void {
+    for (const field in before) {
+      const now = after[field];
+      if (now === before[field]) continue;
+      const kept = valuesOf(now);
+      if (valuesOf(before[field]).every((value) => kept.includes(value))) continue;
+      let lost = this.lostValues.get(field);
+      if (!lost) this.lostValues.set(field, (lost = new Set()));
+      lost.add(itemId);
+    }
   }
 
   /** Whether the item is marked unavailable; unknown items are not. */

@@ -116,8 +116,8 @@ export class PopularityRecaller implements Recaller {
       const itemId = ids[i]!;
       if (skip?.has(itemId)) continue;
       if (accept && !accept(itemId)) continue;
-      // Lists are not purged when an item's attribute changes: check it still holds.
-      if (attribute !== undefined && !this.catalogue.hasValue(itemId, attribute, value!)) continue;
+      // Lists are not purged when an item's attribute changes: check it still holds, where it may not.
+      if (attribute !== undefined && this.catalogue.mayHaveLost(itemId, attribute) && !this.catalogue.hasValue(itemId, attribute, value!)) continue;
       taken?.add(itemId);
       out.push({ itemId, score: scores[i]! * decay, source: this.name });
     }
