@@ -1,3 +1,4 @@
+import { bestFirst } from './best-first.js';
 import { UserHistories } from './histories.js';
 import { DEFAULT_EVENT_WEIGHTS, eventWeight, isItemEvent, type EventWeights, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
 
@@ -191,20 +192,24 @@ export class CoVisitationRecaller implements Recaller {
     const own = new Set(recent);
     const accept = request.accept;
     const ids = this.ids;
-    const take = (ranked: readonly number[]): ScoredCandidate[] => {
+    // The touched items' scores side by side, so ranking them reads neighbouring numbers, not scattered ones.
+    const n = touched.length;
+    const touchedScores = new Float64Array(n);
+    for (let i = 0; i < n; i++) touchedScores[i] = scores[touched[i]!]!;
+    const take = (ranked: Int32Array): ScoredCandidate[] => {
       const out: ScoredCandidate[] = [];
       for (let i = 0; i < ranked.length && out.length < request.count; i++) {
-        const itemId = ids[ranked[i]!]!;
+        const itemId = ids[touched[ranked[i]!]!]!;
         if (own.has(itemId) || (accept && !accept(itemId))) continue;
-        out.push({ itemId, score: scores[ranked[i]!]!, source: this.name });
+        out.push({ itemId, score: touchedScores[ranked[i]!]!, source: this.name });
       }
       return out;
     };
     // Hundreds of items are touched and a few dozen are wanted: rank only the best (room for the user's own and
     // rejected items), and everything only when those run out.
-    const best = bestByScore(touched, scores, 2 * request.count + expanded);
+    const best = bestFirst(touchedScores, n, 2 * request.count + expanded);
     const out = take(best);
-    return out.length < request.count && best.length < touched.length ? take(touched.sort((a, b) => scores[b]! - scores[a]!)) : out;
+    return out.length < request.count && best.length < n ? take(bestFirst(touchedScores, n, n)) : out;
   }
 
   private node(itemId: string): ItemNode {
@@ -248,59 +253,6 @@ export class CoVisitationRecaller implements Recaller {
     for (const node of this.nodes.values()) node.neighbours?.scale(factor);
     this.origin = ts;
   }
-}
-
-/**
- * The `limit` highest-scoring of the `touched` ordinals, best first, ties in their order in `touched`: the first
- * `limit` of a stable sort by score, found with a heap of `limit` instead of sorting them all.
- */
-function bestByScore(touched: readonly number[], scores: Float64Array, limit: number): number[] {
-  if (touched.length <= limit) return touched.slice().sort((a, b) => scores[b]! - scores[a]!);
-  // The touched items' scores side by side, so the heap compares neighbouring numbers, not scattered ones.
-  const n = touched.length;
-  const at = new Float64Array(n);
-  for (let i = 0; i < n; i++) at[i] = scores[touched[i]!]!;
-  // Min-heap of indices into `touched`, the worst kept on top; of equal scores the later one is worse.
-  const heap = new Int32Array(limit);
-  const worse = (a: number, b: number) => at[a]! < at[b]! || (at[a] === at[b] && a > b);
-  const siftDown = (size: number) => {
-    for (let i = 0; ; ) {
-      const l = 2 * i + 1;
-      if (l >= size) return;
-      const r = l + 1;
-      const child = r < size && worse(heap[r]!, heap[l]!) ? r : l;
-      if (!worse(heap[child]!, heap[i]!)) return;
-      const swap = heap[i]!;
-      heap[i] = heap[child]!;
-      heap[child] = swap;
-      i = child;
-    }
-  };
-  for (let k = 0; k < limit; k++) {
-    heap[k] = k;
-    for (let i = k; i > 0; ) {
-      const parent = (i - 1) >> 1;
-      if (!worse(heap[i]!, heap[parent]!)) break;
-      const swap = heap[i]!;
-      heap[i] = heap[parent]!;
-      heap[parent] = swap;
-      i = parent;
-    }
-  }
-  for (let k = limit; k < n; k++) {
-    // A later index loses ties, so only a strictly higher score displaces the worst kept.
-    if (!(at[k]! > at[heap[0]!]!)) continue;
-    heap[0] = k;
-    siftDown(limit);
-  }
-  // Taking the worst off the top, one at a time, fills the result from its end: best first without a sort.
-  const best = new Array<number>(limit);
-  for (let size = limit; size > 0; size--) {
-    best[size - 1] = touched[heap[0]!]!;
-    heap[0] = heap[size - 1]!;
-    siftDown(size - 1);
-  }
-  return best;
 }
 
 /**

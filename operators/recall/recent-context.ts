@@ -1,4 +1,5 @@
 import type { BehaviourType, FieldMap } from '../../schema/events.js';
+import { bestFirst } from './best-first.js';
 import { valuesOf, type ItemCatalogue } from './catalogue.js';
 import type { PopularityRecaller } from './popular.js';
 import { isItemEvent, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
@@ -121,7 +122,7 @@ export class RecentContextRecaller implements Recaller {
       }
     }
 
-    const best = bestFirst(scores, request.count);
+    const best = bestFirst(Float64Array.from(scores), scores.length, request.count);
     const out: ScoredCandidate[] = new Array(best.length);
     for (let k = 0; k < best.length; k++) out[k] = { itemId: ids[best[k]!]!, score: scores[best[k]!]!, source: this.name };
     return out;
@@ -142,20 +143,4 @@ export class RecentContextRecaller implements Recaller {
     for (const [value, weight] of interest) interest.set(value, weight / total);
     return interest;
   }
-}
-
-/**
- * Indices of the `count` highest scores, best first, ties in index order: the first `count` of a stable sort by
- * score. The scores are sorted natively as numbers to find the cut, so only the few above it are sorted with a
- * comparator.
- */
-function bestFirst(scores: readonly number[], count: number): number[] {
-  const n = scores.length;
-  const take = Math.min(count, n);
-  if (take === 0) return [];
-  const cut = Float64Array.from(scores).sort()[n - take]!;
-  const picked: number[] = [];
-  for (let i = 0; i < n; i++) if (scores[i]! > cut) picked.push(i);
-  for (let i = 0; i < n && picked.length < take; i++) if (scores[i] === cut) picked.push(i);
-  return picked.sort((a, b) => scores[b]! - scores[a]! || a - b);
 }
