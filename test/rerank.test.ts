@@ -1,4 +1,3 @@
-import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ItemEmbeddings } from '../models/embeddings.js';
 import { ItemCatalogue } from '../operators/recall/catalogue.js';
@@ -8,7 +7,7 @@ import { mmr } from '../operators/rerank/mmr.js';
 import { popularityDebias } from '../operators/rerank/popularity-debias.js';
 import { explain, Reranker, toRerankItems } from '../operators/rerank/reranker.js';
 import { businessRules, businessRulesSchema } from '../operators/rerank/rules.js';
-import { byScore, type RerankItem } from '../operators/rerank/types.js';
+import type { RerankItem } from '../operators/rerank/types.js';
 import type { ItemEvent } from '../schema/events.js';
 
 const HOUR = 3600_000;
@@ -201,19 +200,5 @@ describe('reranker', () => {
     expect(quiet.map((item) => item.score)).toEqual(explained.map((item) => item.score));
     expect(explained.every((item) => item.adjustments.length > 0)).toBe(true);
     expect(quiet.every((item) => item.adjustments.length === 0)).toBe(true);
-  });
-});
-
-describe('byScore', () => {
-  it('sorts in place, best first, equal scores in their current order (property)', () => {
-    fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 200, size: 'max' }), (scores) => {
-        const list = items(...scores.map((score, i): [string, number] => [`i${i}`, score]));
-        const expected = list.slice().sort((a, b) => b.score - a.score);
-        expect(byScore(list)).toBe(list);
-        expect(list.map((item) => item.itemId)).toEqual(expected.map((item) => item.itemId));
-      }),
-      { numRuns: 300 },
-    );
   });
 });

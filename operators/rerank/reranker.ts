@@ -1,5 +1,5 @@
 import type { MergedCandidate, SourceHit } from '../recall/merge.js';
-import { byScore, type Adjustment, type RerankItem, type RerankRequest, type RerankStep } from './types.js';
+import type { Adjustment, RerankItem, RerankRequest, RerankStep } from './types.js';
 
 /**
  * Runs re-ranking steps in order and cuts the result to `count`; `explain` gives the per-item breakdown that a
@@ -20,7 +20,7 @@ export class Reranker {
   constructor(readonly steps: readonly RerankStep[]) {}
 
   rerank(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
-    let ranked = byScore(items.slice());
+    let ranked = items.slice().sort((a, b) => b.score - a.score);
     for (const step of this.steps) ranked = step.apply(ranked, request);
     return ranked.slice(0, request.count);
   }

@@ -1,4 +1,3 @@
-import { bestFirst } from '../recall/best-first.js';
 import type { SourceHit } from '../recall/merge.js';
 
 /**
@@ -65,15 +64,7 @@ export function withMove(item: RerankItem, request: RerankRequest, step: string,
   return { ...item, adjustments: [...item.adjustments, adjustment] };
 }
 
-/**
- * Sorts by score, best first, keeping the current order among equal scores. In place, and without a comparator:
- * every step that changes scores re-sorts a hundred items on every request.
- */
+/** Sorts by score, best first, keeping the current order among equal scores. */
 export function byScore(items: RerankItem[]): RerankItem[] {
-  const scores = new Float64Array(items.length);
-  for (let i = 0; i < items.length; i++) scores[i] = items[i]!.score;
-  const order = bestFirst(scores, items.length, items.length);
-  const before = items.slice();
-  for (let i = 0; i < order.length; i++) items[i] = before[order[i]!]!;
-  return items;
+  return items.sort((a, b) => b.score - a.score);
 }
