@@ -7,7 +7,7 @@ export function bestFirst(values: Float64Array, n: number, limit: number): Int32
   const take = Math.max(0, Math.min(limit, n));
   const picked = new Int32Array(take);
   if (take === 0) return picked;
-  const cut = take === n ? -Infinity : kthLargest(values.slice(0, n), take);
+  const cut = take === n ? -Infinity : kthLargest(copyOf(values, n), take);
   let count = 0;
   for (let i = 0; i < n; i++) if (values[i]! > cut) picked[count++] = i;
   for (let i = 0; i < n && count < take; i++) if (values[i] === cut) picked[count++] = i;
@@ -48,7 +48,7 @@ function kthLargest(scratch: Float64Array, k: number): number {
 function sortByValueDescending(indices: Int32Array, values: Float64Array): void {
   const n = indices.length;
   let from: Int32Array = indices;
-  let to: Int32Array = new Int32Array(n);
+  let to: Int32Array = sortScratch(n);
   for (let width = 1; width < n; width *= 2) {
     for (let start = 0; start < n; start += 2 * width) {
       const middle = Math.min(start + width, n);
@@ -65,5 +65,23 @@ function sortByValueDescending(indices: Int32Array, values: Float64Array): void 
     from = to;
     to = swap;
   }
-  if (from !== indices) indices.set(from);
+  if (from !== indices) indices.set(from.subarray(0, n));
+}
+
+/*
+ * Scratch space kept between calls: this runs on every request, and V8 gives each typed array of more than 64 bytes
+ * a backing store of its own, which costs more to allocate than the work here.
+ */
+let valueScratch = new Float64Array(1024);
+let indexScratch = new Int32Array(256);
+
+function copyOf(values: Float64Array, n: number): Float64Array {
+  if (valueScratch.length < n) valueScratch = new Float64Array(2 * n);
+  valueScratch.set(values.subarray(0, n));
+  return valueScratch.subarray(0, n);
+}
+
+function sortScratch(n: number): Int32Array {
+  if (indexScratch.length < n) indexScratch = new Int32Array(2 * n);
+  return indexScratch;
 }

@@ -79,6 +79,8 @@ export class CoVisitationRecaller implements Recaller {
   /** The request that last touched `scores[ordinal]`. */
   private marks = new Int32Array(1024);
   private scores = new Float64Array(1024);
+  /** The scores of a request's touched items, in touched order: kept, as a fresh typed array costs a backing store. */
+  private touchedScores = new Float64Array(1024);
   private readonly cosine: boolean;
   private readonly shrinkage: number;
   private readonly backwardWeight: number;
@@ -194,7 +196,8 @@ export class CoVisitationRecaller implements Recaller {
     const ids = this.ids;
     // The touched items' scores side by side, so ranking them reads neighbouring numbers, not scattered ones.
     const n = touched.length;
-    const touchedScores = new Float64Array(n);
+    if (this.touchedScores.length < n) this.touchedScores = new Float64Array(2 * n);
+    const touchedScores = this.touchedScores;
     for (let i = 0; i < n; i++) touchedScores[i] = scores[touched[i]!]!;
     const take = (ranked: Int32Array): ScoredCandidate[] => {
       const out: ScoredCandidate[] = [];

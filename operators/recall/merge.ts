@@ -82,57 +82,75 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   // hits is then allocated at its exact length, not grown one push at a time.
   let totalHits = 0;
   for (const list of active) totalHits += list.candidates.length;
-  const hitItem = new Int32Array(totalHits);
-  const hitList = new Int32Array(totalHits);
-  const hitRank = new Int32Array(totalHits);
-  const hitCount = new Int32Array(selected.length);
-  const lastList = new Int32Array(selected.length).fill(-1);
+  const ints = mergeScratch(3 * totalHits + 3 * selected.length, totalHits);
+  const hitItem = 0;
+  const hitList = totalHits;
+  const hitRank = 2 * totalHits;
+  const hitCount = 3 * totalHits;
+  const lastList = hitCount + selected.length;
+  const offsets = lastList + selected.length;
+  ints.fill(0, hitCount, lastList);
+  ints.fill(-1, lastList, offsets);
   let noted = 0;
   for (let l = 0; l < active.length; l++) {
     const candidates = active[l]!.candidates;
     for (let rank = 0; rank < candidates.length; rank++) {
       const i = position.get(candidates[rank]!.itemId);
       // A list that repeats an item keeps its first hit.
-      if (i === undefined || lastList[i] === l) continue;
-      lastList[i] = l;
-      hitItem[noted] = i;
-      hitList[noted] = l;
-      hitRank[noted++] = rank;
-      hitCount[i]!++;
+      if (i === undefined || ints[lastList + i] === l) continue;
+      ints[lastList + i] = l;
+      ints[hitItem + noted] = i;
+      ints[hitList + noted] = l;
+      ints[hitRank + noted++] = rank;
+      ints[hitCount + i]!++;
     }
   }
   // Each item's hits, ordered by score relative to their source's top score (best first, ties in list order), with
   // those relative scores side by side in one array at the item's offset.
-  const offsets = new Int32Array(selected.length);
-  for (let i = 1; i < selected.length; i++) offsets[i] = offsets[i - 1]! + hitCount[i - 1]!;
-  const relative = new Float64Array(noted);
+  ints[offsets] = 0;
+  for (let i = 1; i < selected.length; i++) ints[offsets + i] = ints[offsets + i - 1]! + ints[hitCount + i - 1]!;
+  const relative = scratchRelative;
   const hits: SourceHit[][] = new Array(selected.length);
   for (let i = 0; i < selected.length; i++) {
-    hits[i] = new Array(hitCount[i]!);
-    hitCount[i] = 0;
+    hits[i] = new Array(ints[hitCount + i]!);
+    ints[hitCount + i] = 0;
   }
   for (let h = 0; h < noted; h++) {
-    const i = hitItem[h]!;
-    const list = active[hitList[h]!]!;
-    const score = list.candidates[hitRank[h]!]!.score;
+    const i = ints[hitItem + h]!;
+    const list = active[ints[hitList + h]!]!;
+    const rank = ints[hitRank + h]!;
+    const score = list.candidates[rank]!.score;
     const top = list.candidates[0]!.score;
     const value = top > 0 ? score / top : 0;
     const itemHits = hits[i]!;
-    const base = offsets[i]!;
-    let k = hitCount[i]!++;
+    const base = ints[offsets + i]!;
+    let k = ints[hitCount + i]!++;
     for (; k > 0 && relative[base + k - 1]! < value; k--) {
       itemHits[k] = itemHits[k - 1]!;
       relative[base + k] = relative[base + k - 1]!;
     }
-    itemHits[k] = { source: list.source, score, rank: hitRank[h]! };
+    itemHits[k] = { source: list.source, score, rank };
     relative[base + k] = value;
   }
   const merged: MergedCandidate[] = new Array(selected.length);
   for (let i = 0; i < selected.length; i++) {
     const sources = hits[i]!;
-    merged[i] = { itemId: selected[i]!, score: relative[offsets[i]!]!, source: sources[0]!.source, sources };
+    merged[i] = { itemId: selected[i]!, score: relative[ints[offsets + i]!]!, source: sources[0]!.source, sources };
   }
   return merged;
+}
+
+/**
+ * Scratch space of `mergeCandidates`, kept between calls: it runs on every request, and V8 gives each typed array of
+ * more than 64 bytes a backing store of its own, which costs more to allocate than the merge spends using it.
+ */
+let scratchInts = new Int32Array(1024);
+let scratchRelative = new Float64Array(512);
+
+function mergeScratch(ints: number, relatives: number): Int32Array {
+  if (scratchInts.length < ints) scratchInts = new Int32Array(2 * ints);
+  if (scratchRelative.length < relatives) scratchRelative = new Float64Array(2 * relatives);
+  return scratchInts;
 }
 
 /** Splits `total` in proportion to `weights` by largest remainders. */

@@ -51,6 +51,8 @@ export class RecentContextRecaller implements Recaller {
   private readonly conversionsPerUser: number;
   /** userId -> converted items, least recently active user first. */
   private readonly conversions = new Map<string, Set<string>>();
+  /** A request's offered scores, by offer order: kept between requests, as a fresh typed array costs a backing store. */
+  private scores: Float64Array = new Float64Array(256);
 
   constructor(options: RecentContextRecallerOptions) {
     this.name = options.name ?? 'context';
@@ -85,7 +87,7 @@ export class RecentContextRecaller implements Recaller {
     const accept = request.accept;
     // Offered items in offer order, each at its best score so far: a stable selection of the best reads this order.
     const ids: string[] = [];
-    const scores: number[] = [];
+    let scores: Float64Array = this.scores;
     const at = new Map<string, number>();
     const offer = (itemId: string, score: number) => {
       const i = at.get(itemId);
@@ -93,7 +95,8 @@ export class RecentContextRecaller implements Recaller {
         if (!(score > 0)) return;
         at.set(itemId, ids.length);
         ids.push(itemId);
-        scores.push(score);
+        if (ids.length > scores.length) scores = this.scores = growTo(scores, 2 * ids.length);
+        scores[ids.length - 1] = score;
       } else if (score > scores[i]!) scores[i] = score;
     };
 
@@ -122,7 +125,7 @@ export class RecentContextRecaller implements Recaller {
       }
     }
 
-    const best = bestFirst(Float64Array.from(scores), scores.length, request.count);
+    const best = bestFirst(scores, ids.length, request.count);
     const out: ScoredCandidate[] = new Array(best.length);
     for (let k = 0; k < best.length; k++) out[k] = { itemId: ids[best[k]!]!, score: scores[best[k]!]!, source: this.name };
     return out;
@@ -143,4 +146,10 @@ export class RecentContextRecaller implements Recaller {
     for (const [value, weight] of interest) interest.set(value, weight / total);
     return interest;
   }
+}
+
+function growTo(values: Float64Array, length: number): Float64Array {
+  const grown = new Float64Array(length);
+  grown.set(values);
+  return grown;
 }
