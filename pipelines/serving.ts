@@ -110,7 +110,7 @@ export class ServingPipeline {
     timings.rank = performance.now() - mark;
 
     mark = performance.now();
-    const rerankItems = toRerankItems(candidates, scores);
+    const rerankItems = toRerankItems(candidates, scores, request.explain === true);
     const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count, explain: request.explain === true }), rerankItems);
     timings.rerank = performance.now() - mark;
 

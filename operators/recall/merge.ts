@@ -78,79 +78,79 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   }
 
   // Hits are gathered for the selected items only: sources return about twice what is merged, and this runs on
-  // every request. One pass over the lists notes each hit's item, list and rank in flat arrays; each item's list of
-  // hits is then allocated at its exact length, not grown one push at a time.
+  // every request. One pass notes each item's best source and score; the full list of an item's hits is built only
+  // when something reads it (an explanation, a recall-feature ranker), from each hit's list and rank noted here.
+  const n = selected.length;
+  const bestScore = new Array<number>(n).fill(-1);
+  const bestList = new Array<number>(n).fill(-1);
+  const lastList = new Array<number>(n).fill(-1);
   let totalHits = 0;
   for (const list of active) totalHits += list.candidates.length;
-  const ints = mergeScratch(3 * totalHits + 3 * selected.length, totalHits);
-  const hitItem = 0;
-  const hitList = totalHits;
-  const hitRank = 2 * totalHits;
-  const hitCount = 3 * totalHits;
-  const lastList = hitCount + selected.length;
-  const offsets = lastList + selected.length;
-  ints.fill(0, hitCount, lastList);
-  ints.fill(-1, lastList, offsets);
-  let noted = 0;
+  const noted = new Array<number>(3 * totalHits);
+  let end = 0;
   for (let l = 0; l < active.length; l++) {
     const candidates = active[l]!.candidates;
+    const top = candidates[0]!.score;
     for (let rank = 0; rank < candidates.length; rank++) {
       const i = position.get(candidates[rank]!.itemId);
       // A list that repeats an item keeps its first hit.
-      if (i === undefined || ints[lastList + i] === l) continue;
-      ints[lastList + i] = l;
-      ints[hitItem + noted] = i;
-      ints[hitList + noted] = l;
-      ints[hitRank + noted++] = rank;
-      ints[hitCount + i]!++;
+      if (i === undefined || lastList[i] === l) continue;
+      lastList[i] = l;
+      noted[end++] = i;
+      noted[end++] = l;
+      noted[end++] = rank;
+      const relative = top > 0 ? candidates[rank]!.score / top : 0;
+      // Ties keep the earlier list, as in an item's hits.
+      if (relative > bestScore[i]!) {
+        bestScore[i] = relative;
+        bestList[i] = l;
+      }
     }
   }
-  // Each item's hits, ordered by score relative to their source's top score (best first, ties in list order), with
-  // those relative scores side by side in one array at the item's offset.
-  ints[offsets] = 0;
-  for (let i = 1; i < selected.length; i++) ints[offsets + i] = ints[offsets + i - 1]! + ints[hitCount + i - 1]!;
-  const relative = scratchRelative;
-  const hits: SourceHit[][] = new Array(selected.length);
-  for (let i = 0; i < selected.length; i++) {
-    hits[i] = new Array(ints[hitCount + i]!);
-    ints[hitCount + i] = 0;
-  }
-  for (let h = 0; h < noted; h++) {
-    const i = ints[hitItem + h]!;
-    const list = active[ints[hitList + h]!]!;
-    const rank = ints[hitRank + h]!;
-    const score = list.candidates[rank]!.score;
-    const top = list.candidates[0]!.score;
-    const value = top > 0 ? score / top : 0;
-    const itemHits = hits[i]!;
-    const base = ints[offsets + i]!;
-    let k = ints[hitCount + i]!++;
-    for (; k > 0 && relative[base + k - 1]! < value; k--) {
-      itemHits[k] = itemHits[k - 1]!;
-      relative[base + k] = relative[base + k - 1]!;
-    }
-    itemHits[k] = { source: list.source, score, rank };
-    relative[base + k] = value;
-  }
-  const merged: MergedCandidate[] = new Array(selected.length);
-  for (let i = 0; i < selected.length; i++) {
-    const sources = hits[i]!;
-    merged[i] = { itemId: selected[i]!, score: relative[ints[offsets + i]!]!, source: sources[0]!.source, sources };
-  }
+  const table = new HitTable(active, noted, end);
+  const merged: MergedCandidate[] = new Array(n);
+  for (let i = 0; i < n; i++) merged[i] = new Merged(selected[i]!, bestScore[i]!, active[bestList[i]!]!.source, table, i);
   return merged;
 }
 
-/**
- * Scratch space of `mergeCandidates`, kept between calls: it runs on every request, and V8 gives each typed array of
- * more than 64 bytes a backing store of its own, which costs more to allocate than the merge spends using it.
- */
-let scratchInts = new Int32Array(1024);
-let scratchRelative = new Float64Array(512);
+/** The hits of one merge, noted as (item, list, rank) triples in list order, from which an item's list is built when read. */
+class HitTable {
+  constructor(
+    private readonly lists: readonly SourceList[],
+    private readonly noted: readonly number[],
+    private readonly end: number,
+  ) {}
 
-function mergeScratch(ints: number, relatives: number): Int32Array {
-  if (scratchInts.length < ints) scratchInts = new Int32Array(2 * ints);
-  if (scratchRelative.length < relatives) scratchRelative = new Float64Array(2 * relatives);
-  return scratchInts;
+  /** Item `i`'s hits by score relative to their source's top score, best first, ties in list order. */
+  hitsOf(i: number): SourceHit[] {
+    const hits: { hit: SourceHit; relative: number }[] = [];
+    for (let at = 0; at < this.end; at += 3) {
+      if (this.noted[at] !== i) continue;
+      const list = this.lists[this.noted[at + 1]!]!;
+      const rank = this.noted[at + 2]!;
+      const score = list.candidates[rank]!.score;
+      const top = list.candidates[0]!.score;
+      hits.push({ hit: { source: list.source, score, rank }, relative: top > 0 ? score / top : 0 });
+    }
+    return hits.sort((a, b) => b.relative - a.relative).map(({ hit }) => hit);
+  }
+}
+
+class Merged implements MergedCandidate {
+  private hits: readonly SourceHit[] | undefined;
+
+  constructor(
+    readonly itemId: string,
+    readonly score: number,
+    readonly source: string,
+    private readonly table: HitTable,
+    private readonly index: number,
+  ) {}
+
+  get sources(): readonly SourceHit[] {
+    this.hits ??= this.table.hitsOf(this.index);
+    return this.hits;
+  }
 }
 
 /** Splits `total` in proportion to `weights` by largest remainders. */

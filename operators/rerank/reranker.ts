@@ -26,8 +26,12 @@ export class Reranker {
   }
 }
 
-/** Ranker output as re-ranking input: the ranker's score becomes the score every step starts from. */
-export function toRerankItems(candidates: readonly MergedCandidate[], rankerScores: ArrayLike<number>): RerankItem[] {
+/**
+ * Ranker output as re-ranking input: the ranker's score becomes the score every step starts from. Each item carries
+ * the recall sources that found it when `withSources` (what an explanation shows); a merge builds those lists only
+ * when they are read, so a request that is not explained leaves them out.
+ */
+export function toRerankItems(candidates: readonly MergedCandidate[], rankerScores: ArrayLike<number>, withSources = true): RerankItem[] {
   if (rankerScores.length !== candidates.length) {
     throw new Error(`${rankerScores.length} ranker scores for ${candidates.length} candidates`);
   }
@@ -35,7 +39,7 @@ export function toRerankItems(candidates: readonly MergedCandidate[], rankerScor
     itemId: candidate.itemId,
     score: rankerScores[i]!,
     source: candidate.source,
-    sources: candidate.sources,
+    sources: withSources ? candidate.sources : undefined,
     recallScore: candidate.score,
     rankerScore: rankerScores[i]!,
     adjustments: [],
