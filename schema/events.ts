@@ -212,20 +212,28 @@ const inputBySchema = {
 } as const;
 
 /**
- * Remembers the last `capacity` results by payload text. In one process several pipelines decode the same record
- * (features, serving state and samples all read `events`), and the log hands each the same string, whose hash V8
- * keeps on the string itself; the later ones then cost a map lookup instead of a parse and a validation. Results are
- * shared, so consumers must not mutate a decoded event (none does: operators derive new state from events).
+ * Remembers at least the last `capacity / 2` results (at most `capacity`) by payload text. In one process several
+ * pipelines decode the same record (features, serving state and samples all read `events`), and the log hands each
+ * the same string, whose hash V8 keeps on the string itself; the later ones then cost a map lookup instead of a parse
+ * and a validation. Results are shared, so consumers must not mutate a decoded event (none does: operators derive new
+ * state from events).
+ *
+ * Two generations rather than eviction one entry at a time: finding a map's oldest entry walks past every entry
+ * deleted before it, which V8 keeps in place until the table is rebuilt, and cost 4 µs a decode at 8,192 entries.
  */
 function remembered<T>(parse: (raw: string | unknown) => Validated<T>, capacity: number): (raw: string | unknown) => Validated<T> {
-  const results = new Map<string, Validated<T>>();
+  let young = new Map<string, Validated<T>>();
+  let old = new Map<string, Validated<T>>();
   return (raw) => {
     if (typeof raw !== 'string') return parse(raw);
-    let result = results.get(raw);
+    let result = young.get(raw);
     if (result === undefined) {
-      result = parse(raw);
-      if (results.size >= capacity) results.delete(results.keys().next().value!);
-      results.set(raw, result);
+      result = old.get(raw) ?? parse(raw);
+      if (young.size >= capacity / 2) {
+        old = young;
+        young = new Map();
+      }
+      young.set(raw, result);
     }
     return result;
   };

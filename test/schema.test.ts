@@ -124,3 +124,20 @@ describe('event validation', () => {
     expect(!tooMany.ok && tooMany.error.field).toBe('count');
   });
 });
+
+describe('decoding a payload several pipelines read', () => {
+  const payload = (n: number) => JSON.stringify({ id: `e${n}`, type: 'click', userId: 'u', itemId: `i${n}`, ts: 1_700_000_000_000 + n });
+
+  it('decodes a repeated payload once, and still decodes correctly after many others', () => {
+    const first = payload(0);
+    const decoded = parseInputEvent(first);
+    expect(parseInputEvent(first)).toBe(decoded);
+    for (let n = 1; n <= 20_000; n++) expect(parseInputEvent(payload(n))).toMatchObject({ ok: true, value: { itemId: `i${n}` } });
+    // Long gone from memory: decoded again, to the same event.
+    const again = parseInputEvent(first);
+    expect(again).not.toBe(decoded);
+    expect(again).toEqual(decoded);
+    const recent = payload(20_000);
+    expect(parseInputEvent(recent)).toBe(parseInputEvent(recent));
+  });
+});

@@ -1,3 +1,5 @@
+import { LruMap } from '../lru-map.js';
+
 /**
  * Each user's last few interactions, for sources that learn from sequences (co-visitation, embeddings). Memory is
  * bounded twice: at most `length` entries per user and at most `maxUsers` users, evicting the least recently active.
@@ -19,12 +21,12 @@ export interface UserHistoriesOptions {
 export class UserHistories {
   readonly length: number;
   readonly maxUsers: number;
-  /** Map iteration order is insertion order: re-inserting on activity makes the first key the least recent user. */
-  private readonly users = new Map<string, HistoryEntry[]>();
+  private readonly users: LruMap<string, HistoryEntry[]>;
 
   constructor(options: UserHistoriesOptions = {}) {
     this.length = options.length ?? 20;
     this.maxUsers = options.maxUsers ?? 100_000;
+    this.users = new LruMap(this.maxUsers);
   }
 
   get size(): number {
@@ -38,12 +40,7 @@ export class UserHistories {
 
   /** Appends an entry and returns the entries that preceded it (oldest first), before any trimming. */
   push(userId: string, entry: HistoryEntry): readonly HistoryEntry[] {
-    let entries = this.users.get(userId);
-    if (entries) this.users.delete(userId);
-    else {
-      entries = [];
-      if (this.users.size >= this.maxUsers) this.users.delete(this.users.keys().next().value!);
-    }
+    const entries = this.users.get(userId) ?? [];
     this.users.set(userId, entries);
     const previous = entries.slice();
     // Keep entries in event-time order even when events arrive slightly out of order.

@@ -1,4 +1,5 @@
 import type { BehaviourType, FieldMap } from '../../schema/events.js';
+import { LruMap } from '../lru-map.js';
 import { bestFirst } from './best-first.js';
 import { valuesOf, type ItemCatalogue } from './catalogue.js';
 import type { PopularityRecaller } from './popular.js';
@@ -47,10 +48,9 @@ export class RecentContextRecaller implements Recaller {
   private readonly resurfaceWeight: number;
   private readonly attributeWeight: number;
   private readonly conversionTypes: ReadonlySet<string>;
-  private readonly maxUsers: number;
   private readonly conversionsPerUser: number;
-  /** userId -> converted items, least recently active user first. */
-  private readonly conversions = new Map<string, Set<string>>();
+  /** userId -> converted items, for the `maxUsers` most recently converting users. */
+  private readonly conversions: LruMap<string, Set<string>>;
   /** A request's offered scores, by offer order: kept between requests, as a fresh typed array costs a backing store. */
   private scores: Float64Array = new Float64Array(256);
 
@@ -64,18 +64,13 @@ export class RecentContextRecaller implements Recaller {
     this.resurfaceWeight = options.resurfaceWeight ?? 1;
     this.attributeWeight = options.attributeWeight ?? 1;
     this.conversionTypes = new Set(options.conversionTypes ?? ['purchase']);
-    this.maxUsers = options.maxUsers ?? 100_000;
+    this.conversions = new LruMap(options.maxUsers ?? 100_000);
     this.conversionsPerUser = options.conversionsPerUser ?? 100;
   }
 
   observe(event: RecallEvent): void {
     if (isItemEvent(event) || !this.conversionTypes.has(event.type)) return;
-    let converted = this.conversions.get(event.userId);
-    if (converted) this.conversions.delete(event.userId);
-    else {
-      converted = new Set();
-      if (this.conversions.size >= this.maxUsers) this.conversions.delete(this.conversions.keys().next().value!);
-    }
+    const converted = this.conversions.get(event.userId) ?? new Set<string>();
     this.conversions.set(event.userId, converted);
     converted.add(event.itemId);
     if (converted.size > this.conversionsPerUser) converted.delete(converted.values().next().value!);
