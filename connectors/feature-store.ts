@@ -21,8 +21,11 @@ export interface FeatureStore {
   restore(): Promise<readonly SourcePosition[]>;
   /** Applies events in order; `positions` are where the source stands once they are applied. */
   update(events: readonly InputEvent[], positions?: readonly SourcePosition[]): Promise<void>;
-  /** Rows for one user and its candidates as of `context.ts`, loading what the cache misses. */
-  lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows>;
+  /**
+   * Rows for one user and its candidates as of `context.ts`, loading what the cache misses; written into `into` when
+   * it is large enough, so a caller that serves many requests can reuse buffers.
+   */
+  lookup(userId: string, candidates: readonly string[], context: LookupContext, into?: FeatureRows): Promise<FeatureRows>;
   /** Makes everything applied so far durable, with the positions it covers, atomically. */
   checkpoint(): Promise<void>;
   /** Positions covered by the state in memory (what the next checkpoint will write). */

@@ -64,8 +64,8 @@ export class MemoryFeatureStore implements FeatureStore {
     this.applied.advance(positions);
   }
 
-  async lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows> {
-    return this.cache.lookup(userId, candidates, context);
+  async lookup(userId: string, candidates: readonly string[], context: LookupContext, into?: FeatureRows): Promise<FeatureRows> {
+    return this.cache.lookup(userId, candidates, context, into);
   }
 
   async checkpoint(): Promise<void> {

@@ -316,7 +316,7 @@ export class RedisFeatureStore implements FeatureStore {
     return absent;
   }
 
-  async lookup(userId: string, candidates: readonly string[], context: LookupContext): Promise<FeatureRows> {
+  async lookup(userId: string, candidates: readonly string[], context: LookupContext, into?: FeatureRows): Promise<FeatureRows> {
     const keys: Keyed[] = [{ kind: 'user', key: hash53(userId) }];
     for (const c of candidates) keys.push({ kind: 'item', key: low32(hash53(c)) });
     const absent = new Set<string>();
@@ -355,7 +355,7 @@ export class RedisFeatureStore implements FeatureStore {
         break;
       }
     }
-    return this.cache.lookup(userId, candidates, context);
+    return this.cache.lookup(userId, candidates, context, into);
   }
 
   private async refreshGlobals(): Promise<void> {

@@ -6,7 +6,7 @@ import type { MergedCandidate } from '../operators/recall/merge.js';
 import type { Recaller } from '../operators/recall/types.js';
 import { explain, toRerankItems, type Reranker } from '../operators/rerank/reranker.js';
 import type { RerankItem } from '../operators/rerank/types.js';
-import type { Experiments } from '../models/ab/experiments.js';
+import type { Experiments, Exposure } from '../models/ab/experiments.js';
 import type { BehaviourEvent, RecommendationRequest, RecommendationResponse, RecommendedItem } from '../schema/events.js';
 
 /** Time spent in each stage of one request, in milliseconds. */
@@ -51,9 +51,13 @@ export interface ServingOptions {
  * impressions with their position and request id, and the features they were scored with are logged alongside, so
  * the samples job labels exactly what was shown with exactly what the ranker saw.
  */
+/** Feature-row buffers kept for reuse: about as many as requests in flight at once. */
+const MAX_SPARE_ROWS = 64;
+
 export class ServingPipeline {
   private readonly clock: () => number;
   private readonly recallCount: number;
+  private readonly spareRows: FeatureRows[] = [];
 
   constructor(private readonly options: ServingOptions) {
     this.clock = options.clock ?? Date.now;
@@ -101,11 +105,30 @@ export class ServingPipeline {
     const itemIds = candidates.map((c) => c.itemId);
     const rows =
       itemIds.length > 0
-        ? await this.options.store.lookup(request.userId, itemIds, { ts: now, ...(request.context ? { fields: request.context } : {}) })
+        ? await this.options.store.lookup(request.userId, itemIds, { ts: now, ...(request.context ? { fields: request.context } : {}) }, this.spareRows.pop())
         : new FeatureRows(this.options.store.names, 0);
     timings.features = performance.now() - mark;
+    try {
+      return await this.rankAndRespond(request, started, now, exposure, ranker, candidates, itemIds, rows, timings);
+    } finally {
+      // Nothing keeps a request's rows once it is answered (the feature log copies the served ones): the next
+      // request writes into them instead of allocating a typed array of its own.
+      if (this.spareRows.length < MAX_SPARE_ROWS && rows.names === this.options.store.names) this.spareRows.push(rows);
+    }
+  }
 
-    mark = performance.now();
+  private async rankAndRespond(
+    request: RecommendationRequest,
+    started: number,
+    now: number,
+    exposure: Exposure | undefined,
+    ranker: Ranker,
+    candidates: readonly MergedCandidate[],
+    itemIds: readonly string[],
+    rows: FeatureRows,
+    timings: StageTimings,
+  ): Promise<RecommendationResponse> {
+    let mark = performance.now();
     const { scores, version } = itemIds.length > 0 ? await ranker.score(rows, itemIds) : { scores: new Float32Array(0), version: ranker.version };
     timings.rank = performance.now() - mark;
 

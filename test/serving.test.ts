@@ -47,4 +47,16 @@ describe('ServingPipeline', () => {
       response.items.map((item, position) => ['impression', item.itemId, position, 'r', 10_000]),
     );
   });
+
+  it('answers concurrent requests as it answers each alone, though they reuse feature-row buffers', async () => {
+    const serving = await servingWith(0);
+    const ask = (u: number) => serving.recommend({ requestId: `r${u}`, userId: `u${u}`, count: 5, explain: true });
+    const answer = (response: Awaited<ReturnType<typeof ask>>) => response.items.map((item) => [item.itemId, item.score, item.explain]);
+    const alone = [];
+    for (let u = 0; u < 30; u++) alone.push(answer(await ask(u)));
+    for (let round = 0; round < 2; round++) {
+      const together = await Promise.all(Array.from({ length: 30 }, (_, u) => ask(u)));
+      expect(together.map(answer)).toEqual(alone);
+    }
+  });
 });
