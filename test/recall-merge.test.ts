@@ -64,11 +64,12 @@ describe('merge', () => {
   it('lists every source that found an item, best relative score first, ties in list order (property)', () => {
     const sourceList = fc.record({
       quota: fc.integer({ min: 0, max: 3 }),
-      hits: fc.array(fc.record({ item: fc.integer({ min: 0, max: 15 }), score: fc.integer({ min: 0, max: 4 }) }), { maxLength: 20 }),
+      hits: fc.array(fc.record({ item: fc.integer({ min: 0, max: 15 }), score: fc.integer({ min: -4, max: 4 }) }), { maxLength: 20 }),
     });
     fc.assert(
       fc.property(fc.array(sourceList, { minLength: 1, maxLength: 5 }), fc.integer({ min: 1, max: 20 }), (specs, count) => {
-        // Scores fall down each list, as sources return them, and small integers make ties between sources common.
+        // Scores fall down each list, as sources return them, some below zero, and small integers make ties between
+        // sources common.
         const lists = specs.map(({ quota, hits }, l) => {
           const sorted = hits.map((h) => h.score).sort((a, b) => b - a);
           return { source: `s${l}`, quota, candidates: hits.map((h, r) => ({ itemId: `i${h.item}`, score: sorted[r]!, source: `s${l}` })) };

@@ -81,7 +81,7 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   // every request. One pass notes each item's best source and score; the full list of an item's hits is built only
   // when something reads it (an explanation, a recall-feature ranker), from each hit's list and rank noted here.
   const n = selected.length;
-  const bestScore = new Array<number>(n).fill(-1);
+  const bestScore = new Array<number>(n).fill(0);
   const bestList = new Array<number>(n).fill(-1);
   const lastList = new Array<number>(n).fill(-1);
   let totalHits = 0;
@@ -100,8 +100,9 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
       noted[end++] = l;
       noted[end++] = rank;
       const relative = top > 0 ? candidates[rank]!.score / top : 0;
-      // Ties keep the earlier list, as in an item's hits.
-      if (relative > bestScore[i]!) {
+      // The first hit counts whatever its score (a source may score below zero); ties keep the earlier list, as in an
+      // item's hits.
+      if (bestList[i] === -1 || relative > bestScore[i]!) {
         bestScore[i] = relative;
         bestList[i] = l;
       }
