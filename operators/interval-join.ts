@@ -1,6 +1,7 @@
 import { Observable } from 'rxjs';
 import { Ticket, withItems, type Batch } from './batch.js';
 import { defineOperator, type Operator } from './operator.js';
+import { ShardedMap } from './sharded-map.js';
 
 /** One match: a right item whose time falls in its left item's interval. */
 export interface JoinedPair<T> {
@@ -139,7 +140,7 @@ export class IntervalJoinState<T> {
   };
   private watermarkNow = -Infinity;
   private seq = 0;
-  private readonly buckets = new Map<string, Bucket<T>>();
+  private readonly buckets = new ShardedMap<Bucket<T>>();
   /** Min-heap on (expiry, seq): the next item to free is always on top. */
   private readonly heap: Entry<T>[] = [];
   private readonly maxStateItems: number;
