@@ -6,7 +6,7 @@ import type { MergedCandidate } from '../operators/recall/merge.js';
 import type { Recaller } from '../operators/recall/types.js';
 import { explain, toRerankItems, type Reranker } from '../operators/rerank/reranker.js';
 import type { RerankItem } from '../operators/rerank/types.js';
-import type { Experiments, Exposure } from '../models/ab/experiments.js';
+import type { Experiments } from '../models/ab/experiments.js';
 import type { BehaviourEvent, RecommendationRequest, RecommendationResponse, RecommendedItem } from '../schema/events.js';
 
 /** Time spent in each stage of one request, in milliseconds. */
@@ -103,66 +103,54 @@ export class ServingPipeline {
 
     mark = performance.now();
     const itemIds = candidates.map((c) => c.itemId);
-    const rows =
-      itemIds.length > 0
-        ? await this.options.store.lookup(request.userId, itemIds, { ts: now, ...(request.context ? { fields: request.context } : {}) }, this.spareRows.pop())
-        : new FeatureRows(this.options.store.names, 0);
-    timings.features = performance.now() - mark;
+    let leased: FeatureRows | undefined;
     try {
-      return await this.rankAndRespond(request, started, now, exposure, ranker, candidates, itemIds, rows, timings);
+      const rows = (leased =
+        itemIds.length > 0
+          ? await this.options.store.lookup(request.userId, itemIds, { ts: now, ...(request.context ? { fields: request.context } : {}) }, this.spareRows.pop())
+          : new FeatureRows(this.options.store.names, 0));
+      timings.features = performance.now() - mark;
+
+      mark = performance.now();
+      const { scores, version } = itemIds.length > 0 ? await ranker.score(rows, itemIds) : { scores: new Float32Array(0), version: ranker.version };
+      timings.rank = performance.now() - mark;
+
+      mark = performance.now();
+      const rerankItems = toRerankItems(candidates, scores, request.explain === true);
+      const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count, explain: request.explain === true }), rerankItems);
+      timings.rerank = performance.now() - mark;
+
+      // Only the returned items need their rows found again: a few scans of the candidate ids, not a map of them all.
+      const rowOf = new Map(reranked.map((item) => [item.itemId, itemIds.indexOf(item.itemId)]));
+      const items: RecommendedItem[] = reranked.map((item) => {
+        const out: { itemId: string; score: number; source: string; explain?: Record<string, unknown> } = {
+          itemId: item.itemId,
+          score: item.score,
+          source: item.source,
+        };
+        if (request.explain) {
+          const row = rows.row(rowOf.get(item.itemId)!);
+          out.explain = { ...explain(item), features: topFeatures(rows.names, row) };
+        }
+        return out;
+      });
+
+      this.logServed(request, now, items, rows, rowOf, exposure ? `${exposure.experimentId}/${exposure.variant}` : undefined);
+      this.options.onTimings?.(timings, ranker.name);
+      const response: RecommendationResponse = {
+        requestId: request.requestId,
+        userId: request.userId,
+        items,
+        model: `${ranker.name}@${version}`,
+        variant: exposure ? `${exposure.experimentId}/${exposure.variant}` : 'default',
+        tookMs: performance.now() - started,
+      };
+      return response;
     } finally {
       // Nothing keeps a request's rows once it is answered (the feature log copies the served ones): the next
       // request writes into them instead of allocating a typed array of its own.
-      if (this.spareRows.length < MAX_SPARE_ROWS && rows.names === this.options.store.names) this.spareRows.push(rows);
+      if (leased && this.spareRows.length < MAX_SPARE_ROWS && leased.names === this.options.store.names) this.spareRows.push(leased);
     }
-  }
-
-  private async rankAndRespond(
-    request: RecommendationRequest,
-    started: number,
-    now: number,
-    exposure: Exposure | undefined,
-    ranker: Ranker,
-    candidates: readonly MergedCandidate[],
-    itemIds: readonly string[],
-    rows: FeatureRows,
-    timings: StageTimings,
-  ): Promise<RecommendationResponse> {
-    let mark = performance.now();
-    const { scores, version } = itemIds.length > 0 ? await ranker.score(rows, itemIds) : { scores: new Float32Array(0), version: ranker.version };
-    timings.rank = performance.now() - mark;
-
-    mark = performance.now();
-    const rerankItems = toRerankItems(candidates, scores, request.explain === true);
-    const reranked = this.explore(this.options.reranker.rerank(rerankItems, { now, count: request.count, explain: request.explain === true }), rerankItems);
-    timings.rerank = performance.now() - mark;
-
-    // Only the returned items need their rows found again: a few scans of the candidate ids, not a map of all of them.
-    const rowOf = new Map(reranked.map((item) => [item.itemId, itemIds.indexOf(item.itemId)]));
-    const items: RecommendedItem[] = reranked.map((item) => {
-      const out: { itemId: string; score: number; source: string; explain?: Record<string, unknown> } = {
-        itemId: item.itemId,
-        score: item.score,
-        source: item.source,
-      };
-      if (request.explain) {
-        const row = rows.row(rowOf.get(item.itemId)!);
-        out.explain = { ...explain(item), features: topFeatures(rows.names, row) };
-      }
-      return out;
-    });
-
-    this.logServed(request, now, items, rows, rowOf, exposure ? `${exposure.experimentId}/${exposure.variant}` : undefined);
-    this.options.onTimings?.(timings, ranker.name);
-    const response: RecommendationResponse = {
-      requestId: request.requestId,
-      userId: request.userId,
-      items,
-      model: `${ranker.name}@${version}`,
-      variant: exposure ? `${exposure.experimentId}/${exposure.variant}` : 'default',
-      tookMs: performance.now() - started,
-    };
-    return response;
   }
 
   /** Epsilon-greedy exploration over the slots of the final list, marking each explored item's source. */
