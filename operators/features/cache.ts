@@ -257,6 +257,8 @@ export class FeatureCache {
   private readonly windowBuckets: number[];
   private readonly itemWidth: number;
   private readonly categoricalVocabularies: (readonly string[])[];
+  /** The request's categorical context fields and their vocabularies, in feature order. */
+  private readonly contextVocabularies: readonly (readonly [string, readonly string[]])[];
   private readonly impressionType: number;
   private readonly clickType: number;
   /** Row offsets of the fields, in elements of each field's type. */
@@ -285,6 +287,17 @@ export class FeatureCache {
   private readonly affinities = new RefScores();
   private candidateRefs = new Uint32Array(0);
   private candidateKeys = new Float64Array(0);
+  /**
+   * A lookup's statistics of the attributes its candidates carry, read from `attributeStats` once per attribute:
+   * candidates share a few attribute values, and a probe here costs a fraction of a Map lookup.
+   */
+  private readonly lookupAttributeClicks = new RefScores();
+  private readonly lookupAttributeImpressions = new RefScores();
+  /** Per window, a lookup's current epoch and the newest event's epoch. */
+  private readonly currentEpochs: Float64Array;
+  private readonly settledEpochs: Float64Array;
+  /** Per user half-life, a lookup's decay of the user's counters. */
+  private readonly counterDecays: Float64Array;
   private touchedSum = 0;
 
   constructor(config: FeatureConfig = {}, options: FeatureCacheOptions = {}) {
@@ -339,6 +352,10 @@ export class FeatureCache {
     this.windowWidths = c.item.windows.map((w) => w.lengthMs / w.buckets);
     this.windowBuckets = c.item.windows.map((w) => w.buckets);
     this.categoricalVocabularies = Object.values(c.item.categoricalFields);
+    this.contextVocabularies = Object.entries(c.context.categoricalFields);
+    this.currentEpochs = new Float64Array(c.item.windows.length);
+    this.settledEpochs = new Float64Array(c.item.windows.length);
+    this.counterDecays = new Float64Array(this.halfLives.length);
     const categorical = this.categoricalVocabularies.reduce((sum, v) => sum + v.length, 0);
     this.itemWidth = 1 + c.item.windows.length * c.item.windowTypes.length + 4 + c.item.numericFields.length + categorical;
     this.impressionType = c.item.windowTypes.indexOf('impression');
@@ -758,10 +775,10 @@ export class FeatureCache {
     out[col++] = user >= 0 ? 1 : 0;
     const lastSeen = user >= 0 ? U.f64[ub8 + u.lastSeen]! : 0;
     const age = user >= 0 ? Math.max(0, now - lastSeen) : 0;
+    const decays = this.counterDecays;
+    for (let h = 0; h < H; h++) decays[h] = decay(age, this.halfLives[h]!);
     for (let t = 0; t < c.user.counterTypes.length; t++) {
-      for (let h = 0; h < H; h++) {
-        out[col++] = user >= 0 ? U.f32[ub4 + u.counters + t * H + h]! * decay(age, this.halfLives[h]!) : 0;
-      }
+      for (let h = 0; h < H; h++) out[col++] = user >= 0 ? U.f32[ub4 + u.counters + t * H + h]! * decays[h]! : 0;
     }
     for (let r = 0; r < c.user.histories.length; r++) out[col++] = user >= 0 ? U.u8[user * U.stride + u.ringFill + r]! : 0;
     const inSession = user >= 0 && age <= c.user.sessionGapMs;
@@ -809,7 +826,7 @@ export class FeatureCache {
     const local = now + c.context.timezoneOffsetMinutes * 60_000;
     out[col++] = Math.floor((((local % DAY) + DAY) % DAY) / HOUR);
     out[col++] = (((Math.floor(local / DAY) + 4) % 7) + 7) % 7;
-    for (const [field, vocab] of Object.entries(c.context.categoricalFields)) {
+    for (const [field, vocab] of this.contextVocabularies) {
       const value = context.fields?.[field];
       for (const v of vocab) out[col++] = value === v ? 1 : 0;
     }
@@ -818,12 +835,18 @@ export class FeatureCache {
       out[col++] = typeof value === 'number' ? value : 0;
     }
 
-    const globalCtr = this.globalCtrAt(now);
-    // The same for every candidate: how far attribute statistics have decayed, and each window's current epoch.
+    // The same for every candidate: how far CTR statistics have decayed, and each window's current epoch.
     const attributeDecay = Math.exp((-(now - this.globalTime) * LN2) / this.longestWindow);
-    const currents = this.windowWidths.map((w) => Math.floor(now / w));
+    const globalCtr = this.globalCtrWith(attributeDecay);
+    const currents = this.currentEpochs;
     // Each window's epoch of the newest event: heads may be moved on up to it, never past what the stream has reached.
-    const settled = this.windowWidths.map((w) => Math.floor(this.newestEventTs / w));
+    const settled = this.settledEpochs;
+    for (let w = 0; w < currents.length; w++) {
+      currents[w] = Math.floor(now / this.windowWidths[w]!);
+      settled[w] = Math.floor(this.newestEventTs / this.windowWidths[w]!);
+    }
+    this.lookupAttributeClicks.clear();
+    this.lookupAttributeImpressions.clear();
     const I = this.items.rows;
     const A = c.item.maxAttributes;
     // Candidates' rows are scattered over megabytes, and a model run between two requests evicts them. Each step below
@@ -910,9 +933,9 @@ export class FeatureCache {
     return ages;
   }
 
-  private globalCtrAt(now: number): number {
+  /** The global CTR with the statistics decayed by `f`, their decay since `globalTime`. */
+  private globalCtrWith(f: number): number {
     const { ctrPrior, ctrPriorWeight } = this.config.item;
-    const f = Math.exp((-(now - this.globalTime) * LN2) / this.longestWindow);
     return (this.globalClicks * f + ctrPriorWeight * ctrPrior) / (this.globalImpressions * f + ctrPriorWeight);
   }
 
@@ -923,8 +946,8 @@ export class FeatureCache {
     now: number,
     globalCtr: number,
     attributeDecay: number,
-    currents: readonly number[],
-    settled: readonly number[],
+    currents: Float64Array,
+    settled: Float64Array,
   ): number {
     const c = this.config.item;
     const T = c.windowTypes.length;
@@ -1002,11 +1025,17 @@ export class FeatureCache {
     let attributeImpressions = 0;
     const f = attributeDecay;
     const attributeCount = I.u8[item * I.stride + i.attributeCount]!;
+    const clicksSeen = this.lookupAttributeClicks;
+    const impressionsSeen = this.lookupAttributeImpressions;
     for (let a = 0; a < attributeCount; a++) {
-      const stats = this.attributeStats.get(I.u32[I4 + i.attributes + a]!);
-      if (!stats) continue;
-      attributeClicks += stats.clicks * f;
-      attributeImpressions += stats.impressions * f;
+      const key = I.u32[I4 + i.attributes + a]!;
+      if (!clicksSeen.has(key)) {
+        const stats = this.attributeStats.get(key);
+        clicksSeen.add(key, stats ? stats.clicks * f : 0);
+        impressionsSeen.add(key, stats ? stats.impressions * f : 0);
+      }
+      attributeClicks += clicksSeen.get(key);
+      attributeImpressions += impressionsSeen.get(key);
     }
     const attributeCtr = attributeCount > 0 ? (attributeClicks + m * globalCtr) / (attributeImpressions + m) : globalCtr;
     out[col++] = (longestClicks + m * attributeCtr) / (longestImpressions + m);
