@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { BEHAVIOUR_TYPES, type BehaviourEvent } from '../../schema/events.js';
 import { hashString } from '../hashing.js';
+import { ExposureTable } from './exposure-table.js';
 import { chiSquareGoodnessOfFit, twoProportionZTest, wilsonInterval, type Interval, type ProportionTest } from './stats.js';
 
 /**
@@ -13,7 +14,7 @@ import { chiSquareGoodnessOfFit, twoProportionZTest, wilsonInterval, type Interv
  * - users: distinct exposed users (the SRM check compares them to the shares);
  * - impressions and clicks from behaviour events, CTR = clicks / impressions;
  * - conversions (events of `conversionTypes`), and the conversion rate = converted users / users.
- * One map entry per exposed user is kept per experiment.
+ * Each experiment keeps about 18 bytes per exposed user (see `ExposureTable`).
  */
 
 const name = z.string().min(1).max(256);
@@ -112,8 +113,8 @@ class ExperimentState {
   readonly cumulative: number[];
   readonly conversionTypes: ReadonlySet<string>;
   readonly counters: VariantCounters[];
-  /** userId -> variant index * 2 + (1 once converted). */
-  readonly exposed = new Map<string, number>();
+  /** Per exposed user: (variant index + 1) * 2, plus 1 once converted. */
+  readonly exposed = new ExposureTable();
 
   constructor(readonly config: Experiment) {
     this.salt = config.salt ?? config.id;
@@ -174,10 +175,10 @@ export class Experiments {
   expose(experimentId: string, userId: string, at: { readonly ts: number; readonly requestId?: string }): Exposure {
     const state = this.state(experimentId);
     const known = state.exposed.get(userId);
-    const index = known === undefined ? state.variantOf(userId) : known >> 1;
+    const index = known === 0 ? state.variantOf(userId) : (known >> 1) - 1;
     const counters = state.counters[index]!;
-    if (known === undefined) {
-      state.exposed.set(userId, index << 1);
+    if (known === 0) {
+      state.exposed.set(userId, (index + 1) << 1);
       counters.users++;
     }
     counters.exposures++;
@@ -188,7 +189,7 @@ export class Experiments {
       settings: variant.settings,
       userId,
       ts: at.ts,
-      firstExposure: known === undefined,
+      firstExposure: known === 0,
       ...(at.requestId === undefined ? {} : { requestId: at.requestId }),
     };
     this.onExposure?.(exposure);
@@ -199,8 +200,8 @@ export class Experiments {
   observe(event: BehaviourEvent): void {
     for (const state of this.states.values()) {
       const entry = state.exposed.get(event.userId);
-      if (entry === undefined) continue;
-      const counters = state.counters[entry >> 1]!;
+      if (entry === 0) continue;
+      const counters = state.counters[(entry >> 1) - 1]!;
       if (event.type === 'impression') counters.impressions++;
       else if (event.type === 'click') counters.clicks++;
       if (state.conversionTypes.has(event.type)) {
