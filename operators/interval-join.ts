@@ -96,9 +96,13 @@ export type JoinMode = 'pairs' | 'grouped';
 interface Bucket<T> {
   /** The key's string, held once for all the bucket's entries. */
   readonly key: string;
+  /** `NO_ENTRIES` while a side holds nothing: a held impression waits a whole window with no right item. */
   lefts: Entry<T>[];
   rights: Entry<T>[];
 }
+
+/** The list of a bucket side that holds nothing, frozen: the first entry replaces it rather than joining it. */
+const NO_ENTRIES = Object.freeze([]) as never[];
 
 interface Entry<T> {
   readonly item: T;
@@ -270,7 +274,7 @@ export class IntervalJoinState<T> {
   private hold(item: T, side: JoinSide, key: string, ts: number): Entry<T> {
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
-      bucket = { key, lefts: [], rights: [] };
+      bucket = { key, lefts: NO_ENTRIES, rights: NO_ENTRIES };
       this.buckets.set(key, bucket);
     }
     const isLeft = side === 'left';
@@ -335,13 +339,20 @@ export class IntervalJoinState<T> {
   }
 
   private release(entry: Entry<T>): void {
-    const list = entry.side === 'left' ? entry.bucket.lefts : entry.bucket.rights;
-    const last = list.pop()!;
-    if (last !== entry) {
-      list[entry.index] = last;
-      last.index = entry.index;
+    const bucket = entry.bucket;
+    const isLeft = entry.side === 'left';
+    const list = isLeft ? bucket.lefts : bucket.rights;
+    if (list.length === 1) {
+      if (isLeft) bucket.lefts = NO_ENTRIES;
+      else bucket.rights = NO_ENTRIES;
+    } else {
+      const last = list.pop()!;
+      if (last !== entry) {
+        list[entry.index] = last;
+        last.index = entry.index;
+      }
     }
-    if (entry.bucket.lefts.length === 0 && entry.bucket.rights.length === 0) this.buckets.delete(entry.bucket.key);
+    if (bucket.lefts.length === 0 && bucket.rights.length === 0) this.buckets.delete(bucket.key);
   }
 
   private heapPush(entry: Entry<T>): void {
