@@ -99,21 +99,74 @@ interface SourceRef {
   readonly offset: number;
 }
 
+/** The served features of one item. */
+export interface ServedJoinItem {
+  readonly kind: 'served';
+  readonly userId: string;
+  readonly itemId: string;
+  readonly requestId: string;
+  readonly ts: number;
+  readonly names: readonly string[];
+  /** The item's row of its request's float32 block (a plain array once restored from a checkpoint). */
+  readonly values: Float32Array | readonly number[];
+  readonly source: SourceRef;
+}
+
 /** What the join holds: impressions on the left; outcomes and served features on the right. */
 export type SampleJoinItem =
   | { readonly kind: 'impression'; readonly event: BehaviourEvent; readonly requestId: string; readonly position: number; readonly source: SourceRef }
   | { readonly kind: 'outcome'; readonly event: BehaviourEvent; readonly source: SourceRef }
-  | {
-      readonly kind: 'served';
-      readonly userId: string;
-      readonly itemId: string;
-      readonly requestId: string;
-      readonly ts: number;
-      readonly names: readonly string[];
-      /** A view into the float32 block of the item's request (a plain array once restored from a checkpoint). */
-      readonly values: Float32Array | readonly number[];
-      readonly source: SourceRef;
-    };
+  | ServedJoinItem;
+
+/** What the served items of one feature-log record share. */
+interface ServedRequest {
+  readonly userId: string;
+  readonly requestId: string;
+  readonly ts: number;
+  readonly names: readonly string[];
+  /** A row of `names.length` values per item, in the record's order. */
+  readonly block: Float32Array;
+  readonly source: SourceRef;
+}
+
+/**
+ * A served item as parsed from its record: the join holds one per served item for the attribution window, so it
+ * keeps its row number and its request's shared fields, and makes the view of its values only when they are read.
+ */
+class ServedRow implements ServedJoinItem {
+  readonly kind = 'served';
+
+  constructor(
+    private readonly request: ServedRequest,
+    readonly itemId: string,
+    private readonly row: number,
+  ) {}
+
+  get userId(): string {
+    return this.request.userId;
+  }
+
+  get requestId(): string {
+    return this.request.requestId;
+  }
+
+  get ts(): number {
+    return this.request.ts;
+  }
+
+  get names(): readonly string[] {
+    return this.request.names;
+  }
+
+  get source(): SourceRef {
+    return this.request.source;
+  }
+
+  get values(): Float32Array {
+    const width = this.request.names.length;
+    return this.request.block.subarray(this.row * width, (this.row + 1) * width);
+  }
+}
 
 export interface SamplesStats {
   /** Records read from both topics. */
@@ -316,7 +369,9 @@ function rawOf(item: SampleJoinItem): string {
 
 /** The item as a checkpoint carries it: JSON has no typed arrays. */
 function plainItem(item: SampleJoinItem): SampleJoinItem {
-  return item.kind === 'served' && !Array.isArray(item.values) ? { ...item, values: Array.from(item.values) } : item;
+  if (item.kind !== 'served' || Array.isArray(item.values)) return item;
+  const { userId, itemId, requestId, ts, names, values, source } = item;
+  return { kind: 'served', userId, itemId, requestId, ts, names, values: Array.from(values), source };
 }
 
 function deadLetterOfItem(item: SampleJoinItem, reason: string): DeadLetter {
@@ -363,19 +418,15 @@ function parseSampleInputs(
         throw new Error(`${issue.path.map(String).join('.') || 'entry'}: ${issue.message}`);
       }
       const entry = parsed.data;
-      // The join holds each item's row as a view into the request's one block: it holds served features for the
-      // whole attribution window, and a plain array of numbers per item would take several times the memory, and
-      // the collector's time, of the block itself.
+      // The join holds each item's row of the request's one block: it holds served features for the whole
+      // attribution window, and a plain array of numbers per item would take several times the memory, and the
+      // collector's time, of the block itself.
       const block = decodeServedBlock(entry);
-      const width = entry.names.length;
       // Every request logs the same feature names: the join holds one list of them, not one per request.
       if (!sameNames(entry.names, heldNames)) heldNames = entry.names;
-      const names = heldNames;
+      const request: ServedRequest = { userId: entry.userId, requestId: entry.requestId, ts: entry.ts, names: heldNames, block, source };
       stats.servedRequests++;
-      entry.items.forEach((itemId, i) => {
-        const values = new Float32Array(block.buffer, i * width * 4, width);
-        out.push({ kind: 'served', userId: entry.userId, itemId, requestId: entry.requestId, ts: entry.ts, names, values, source });
-      });
+      entry.items.forEach((itemId, row) => out.push(new ServedRow(request, itemId, row)));
       return;
     }
     const parsed = parseInputEvent(record.value);
@@ -512,7 +563,7 @@ function labelRequests(
     const labelled = groups.map((group) => {
       const impression = group.left as Extract<SampleJoinItem, { kind: 'impression' }>;
       const outcomes: BehaviourType[] = [];
-      let served: Extract<SampleJoinItem, { kind: 'served' }> | undefined;
+      let served: ServedJoinItem | undefined;
       for (const match of group.matches) {
         if (match.kind === 'served') {
           if (match.requestId === impression.requestId) served = match;
