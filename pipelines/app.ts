@@ -145,7 +145,16 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   collectDefaultMetrics({ register: registry });
   const metrics = createMetrics(registry);
 
-  const log = options.log ?? (config.kafka.client === 'embedded' ? new EmbeddedLog({ defaultPartitions: 1 }) : await createLog(config.kafka));
+  const log =
+    options.log ??
+    (config.kafka.client === 'embedded'
+      ? new EmbeddedLog({
+          defaultPartitions: 1,
+          retentionBytes: config.logRetentionBytes,
+          onExpiredUnread: (e) =>
+            onError(new Error(`${e.group} never read offsets ${e.from}-${e.to - 1} of ${e.topic}/${e.partition}: retention removed them first (EDDY_LOG_RETENTION_BYTES)`)),
+        })
+      : await createLog(config.kafka));
   await ensureTopics(log, config.kafka);
   await log.ensureTopic('feature-log', { partitions: config.kafka.topics.events.partitions });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EmbeddedLog } from '../connectors/embedded-log.js';
+import { EmbeddedLog, type ExpiredUnread } from '../connectors/embedded-log.js';
 import { murmur2, partitionForKey } from '../connectors/partitioner.js';
 import type { LogConsumer, RecordBatch, TopicPartition } from '../connectors/log.js';
 
@@ -171,6 +171,37 @@ describe('EmbeddedLog', () => {
     for (let k = 0; k < 5; k++) expect(latest.get(`k${k}`)).toBe(String(995 + k));
     expect(batch.records.length).toBeLessThanOrEqual(12);
     await consumer.close();
+  });
+
+  it('bounds each partition by bytes, oldest out, and reports what a consumer never read', async () => {
+    const expired: ExpiredUnread[] = [];
+    // 1,100 bytes a record with the per-record estimate: about 100 records fit in 110,000 bytes.
+    const log = new EmbeddedLog({ retentionBytes: 110_000, onExpiredUnread: (e) => expired.push(e) });
+    await log.ensureTopic('big', { partitions: 1 });
+    const value = 'x'.repeat(1000);
+    const reader = log.consumer({ group: 'reader', topics: ['big'], pollTimeoutMs: 10 });
+    await log.append('big', Array.from({ length: 50 }, () => ({ key: null, value })));
+    const first = (await reader.next())!;
+    expect(first.records.map((r) => r.offset)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    for (let i = 0; i < 1000; i++) await log.append('big', [{ key: null, value }]);
+    const [big] = await log.offsets('big');
+    expect(big!.high).toBe(1050);
+    const kept = big!.high - big!.low;
+    expect(kept).toBeGreaterThanOrEqual(100);
+    expect(kept).toBeLessThanOrEqual(125);
+    expect(expired).toEqual([]);
+    const next = (await reader.next())!;
+    expect(next.records[0]!.offset).toBe(big!.low);
+    expect(expired).toEqual([{ group: 'reader', topic: 'big', partition: 0, from: 50, to: big!.low }]);
+    // Reported once: the reader goes on from the oldest record kept.
+    while ((await reader.next()) !== null);
+    expect(expired).toHaveLength(1);
+    // A group that starts afresh begins at the oldest record kept and has lost nothing.
+    const fresh = log.consumer({ group: 'fresh', topics: ['big'], pollTimeoutMs: 10 });
+    expect((await fresh.next())!.records[0]!.offset).toBe(big!.low);
+    expect(expired).toHaveLength(1);
+    await reader.close();
+    await fresh.close();
   });
 });
 
