@@ -46,14 +46,14 @@ export interface ServingOptions {
   readonly clock?: () => number;
 }
 
+/** Feature-row buffers kept for reuse: about as many as requests in flight at once. */
+const MAX_SPARE_ROWS = 64;
+
 /**
  * request -> recall -> features -> rank -> re-rank -> response, each stage timed. Served items are logged as
  * impressions with their position and request id, and the features they were scored with are logged alongside, so
  * the samples job labels exactly what was shown with exactly what the ranker saw.
  */
-/** Feature-row buffers kept for reuse: about as many as requests in flight at once. */
-const MAX_SPARE_ROWS = 64;
-
 export class ServingPipeline {
   private readonly clock: () => number;
   private readonly recallCount: number;

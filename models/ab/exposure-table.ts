@@ -50,6 +50,10 @@ class Shard {
 export class ExposureTable {
   private readonly shards: Shard[] = Array.from({ length: SHARDS }, () => new Shard());
   private count = 0;
+  /** The fingerprint of the last user looked up: a first exposure reads the user's state, then sets it. */
+  private fingerprinted: string | undefined;
+  private high = 0;
+  private low = 0;
 
   get size(): number {
     return this.count;
@@ -57,18 +61,15 @@ export class ExposureTable {
 
   /** The user's state, or 0 when the user has none. */
   get(userId: string): number {
-    const high = hashString(userId, HIGH_SEED);
-    const low = hashString(userId, LOW_SEED);
-    const shard = this.shards[low & (SHARDS - 1)]!;
-    return shard.state[shard.slotOf(high, low)]!;
+    const shard = this.shardOf(userId);
+    return shard.state[shard.slotOf(this.high, this.low)]!;
   }
 
   /** Sets the user's state, 1..255. */
   set(userId: string, state: number): void {
     if (!Number.isInteger(state) || state < 1 || state > 255) throw new RangeError(`an exposure state is 1..255, got ${state}`);
-    const high = hashString(userId, HIGH_SEED);
-    const low = hashString(userId, LOW_SEED);
-    const shard = this.shards[low & (SHARDS - 1)]!;
+    const shard = this.shardOf(userId);
+    const { high, low } = this;
     let at = shard.slotOf(high, low);
     if (shard.state[at] === 0) {
       // At most 3/4 full, so probes stay short and an empty slot always ends them.
@@ -82,5 +83,15 @@ export class ExposureTable {
       this.count++;
     }
     shard.state[at] = state;
+  }
+
+  /** The user's shard, with the user's fingerprint in `high` and `low`. */
+  private shardOf(userId: string): Shard {
+    if (userId !== this.fingerprinted) {
+      this.high = hashString(userId, HIGH_SEED);
+      this.low = hashString(userId, LOW_SEED);
+      this.fingerprinted = userId;
+    }
+    return this.shards[this.low & (SHARDS - 1)]!;
   }
 }
