@@ -308,6 +308,8 @@ class EmbeddedConsumer implements LogConsumer {
   private readonly positions = new Map<string, number>();
   private readonly paused = new Set<string>();
   private cursor = 0;
+  /** Positions `onAssign` seeks to while it runs: those its state covers. */
+  private restoring: Map<string, TopicPartition & { offset: number }> | undefined;
   private closed = false;
   private ready: Promise<void>;
   /** True once a scan found nothing to read: the next records may wait to be batched (see `fetchMinRecords`). */
@@ -394,6 +396,7 @@ class EmbeddedConsumer implements LogConsumer {
 
   seek(partition: TopicPartition, offset: number): void {
     this.positions.set(partitionId(partition), offset);
+    this.restoring?.set(partitionId(partition), { topic: partition.topic, partition: partition.partition, offset });
   }
 
   assignment(): readonly TopicPartition[] {
@@ -437,6 +440,14 @@ class EmbeddedConsumer implements LogConsumer {
     }
     this.assigned = partitions;
     this.cursor = 0;
-    if (partitions.length > 0) await this.options.onAssign?.(partitions);
+    if (partitions.length === 0 || !this.options.onAssign) return;
+    const restored = new Map<string, TopicPartition & { offset: number }>();
+    this.restoring = restored;
+    try {
+      await this.options.onAssign(partitions);
+    } finally {
+      this.restoring = undefined;
+    }
+    await this.commit([...restored.values()]);
   }
 }

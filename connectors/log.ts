@@ -67,7 +67,11 @@ export interface ConsumerOptions {
   readonly fetchMaxWaitMs?: number;
   /** Called, and awaited, before partitions are taken away: finish in-flight work, flush state, commit. */
   readonly onRevoke?: (partitions: readonly TopicPartition[]) => Promise<void> | void;
-  /** Called, and awaited, after partitions are given: restore state and `seek` to the offsets stored with it. */
+  /**
+   * Called, and awaited, after partitions are given: restore state and `seek` to the offsets stored with it. Those
+   * offsets are then committed for the group, so its offsets catch up with the state's after a commit the group
+   * refused during a rebalance.
+   */
   readonly onAssign?: (partitions: readonly TopicPartition[]) => Promise<void> | void;
 }
 

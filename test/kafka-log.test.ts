@@ -105,6 +105,23 @@ describe.each(LOG_KINDS)('Log contract: %s', (kind) => {
     await c.close();
   });
 
+  it('commits the offsets onAssign seeks to, so the group catches up with the state they come from', async () => {
+    const topic = await subject.topic('commit-on-assign', 2);
+    await subject.log.append(topic, Array.from({ length: 20 }, (_, i) => ({ key: null, partition: i % 2, value: `v${i}` })));
+    const partitions = [tp(topic, 0), tp(topic, 1)];
+    const c: LogConsumer = consumer({
+      group: 'commit-on-assign',
+      topics: [topic],
+      pollTimeoutMs: 50,
+      onAssign: (assigned) => {
+        for (const p of assigned) c.seek(p, p.partition === 0 ? 4 : 9);
+      },
+    });
+    await readUntil(c, (rs) => rs.length >= 7);
+    expect(await c.committed(partitions)).toEqual([4, 9]);
+    await c.close();
+  });
+
   it('pauses and resumes one partition', async () => {
     const topic = await subject.topic('pause', 2);
     const c = consumer({ group: 'pause', topics: [topic], pollTimeoutMs: 50 });

@@ -401,7 +401,7 @@ class ConfluentConsumer extends GroupConsumer {
     });
   }
 
-  seek(partition: TopicPartition, offset: number): void {
+  protected seekClient(partition: TopicPartition, offset: number): void {
     this.dropBuffered([partition]);
     if (this.startOffsets) {
       this.startOffsets.set(partitionId(partition), offset);

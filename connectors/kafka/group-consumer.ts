@@ -33,6 +33,8 @@ export abstract class GroupConsumer implements LogConsumer {
   private rebalance: Promise<void> = Promise.resolve();
   private rebalancing = 0;
   private wakeups = new Set<() => void>();
+  /** Positions `onAssign` seeks to while it runs: those its state covers. */
+  private restoring: Map<string, TopicPartition & { offset: number }> | undefined;
 
   protected constructor(protected readonly options: ConsumerOptions) {
     this.group = options.group;
@@ -42,8 +44,8 @@ export abstract class GroupConsumer implements LogConsumer {
   protected abstract poll(timeoutMs: number): Promise<void>;
   abstract commit(positions: readonly (TopicPartition & { offset: number })[]): Promise<void>;
   abstract committed(partitions: readonly TopicPartition[]): Promise<(number | undefined)[]>;
-  abstract seek(partition: TopicPartition, offset: number): void;
   abstract close(): Promise<void>;
+  protected abstract seekClient(partition: TopicPartition, offset: number): void;
   protected abstract pauseClient(partitions: readonly TopicPartition[]): void;
   protected abstract resumeClient(partitions: readonly TopicPartition[]): void;
 
@@ -60,6 +62,11 @@ export abstract class GroupConsumer implements LogConsumer {
       if (remaining <= 0) return null;
       await this.poll(remaining);
     }
+  }
+
+  seek(partition: TopicPartition, offset: number): void {
+    this.restoring?.set(partitionId(partition), { topic: partition.topic, partition: partition.partition, offset });
+    this.seekClient(partition, offset);
   }
 
   assignment(): readonly TopicPartition[] {
@@ -136,16 +143,29 @@ export abstract class GroupConsumer implements LogConsumer {
     });
   }
 
-  /** `apply` hands the partitions to the client (assign); `onAssign` runs before anything of them is delivered. */
+  /**
+   * `apply` hands the partitions to the client (assign); `onAssign` runs before anything of them is delivered. The
+   * positions it seeks to are then committed: a commit the group refused during a rebalance left the group's offsets
+   * behind the state's, and nothing else would bring them level while a partition receives no new records.
+   */
   protected assignAll(partitions: readonly TopicPartition[], apply?: () => void): Promise<void> {
     return this.step(async () => {
       this.assigned = [...partitions];
+      const restored = new Map<string, TopicPartition & { offset: number }>();
+      this.restoring = restored;
       try {
         if (partitions.length > 0) await this.options.onAssign?.(partitions);
       } finally {
+        this.restoring = undefined;
         apply?.();
       }
+      if (restored.size > 0 && !this.closed) await this.commitRestored([...restored.values()]);
     });
+  }
+
+  /** Commits the positions `onAssign` sought to; a client whose member cannot commit yet waits until it can. */
+  protected commitRestored(positions: readonly (TopicPartition & { offset: number })[]): Promise<void> {
+    return this.commit(positions);
   }
 
   protected isAssigned(tp: TopicPartition): boolean {

@@ -235,6 +235,12 @@ class KafkajsConsumer extends GroupConsumer {
   private closing = false;
   private restartsInARow = 0;
   private readonly lastCommitted = new Map<string, number>();
+  /**
+   * Whether the kafkajs member has joined and begun fetching. Until then (at the first join, and after a crash until
+   * the member is running again) kafkajs drops a commit without a word.
+   */
+  private fetching = false;
+  private crashes = 0;
 
   constructor(
     private readonly log: KafkajsLog,
@@ -254,7 +260,12 @@ class KafkajsConsumer extends GroupConsumer {
       // Once closing, kafkajs must not restart the member after a retriable crash: it would reconnect for ever.
       retry: { restartOnFailure: async () => !this.closing },
     });
-    const { GROUP_JOIN, REBALANCING, CRASH } = this.consumer.events;
+    const { GROUP_JOIN, REBALANCING, CRASH, FETCH_START } = this.consumer.events;
+    this.consumer.on(FETCH_START, () => {
+      if (this.fetching) return;
+      this.fetching = true;
+      this.wake();
+    });
     this.consumer.on(REBALANCING, () => void this.revokeAll().catch(() => undefined));
     this.consumer.on(GROUP_JOIN, ({ payload }) => {
       const partitions = Object.entries(payload.memberAssignment).flatMap(([topic, ps]) =>
@@ -265,6 +276,8 @@ class KafkajsConsumer extends GroupConsumer {
       void this.assignAll(partitions).catch(() => undefined);
     });
     this.consumer.on(CRASH, ({ payload }) => {
+      this.fetching = false;
+      this.crashes++;
       // The member is gone from the group (kafkajs has disconnected it): its partitions are no longer this consumer's.
       void this.revokeAll().catch(() => undefined);
       if (!payload.restart && !this.closing) this.restartMember(payload.error);
@@ -391,6 +404,10 @@ class KafkajsConsumer extends GroupConsumer {
   async commit(positions: readonly (TopicPartition & { offset: number })[]): Promise<void> {
     const forward = positions.filter((p) => (this.lastCommitted.get(partitionId(p)) ?? -1) < p.offset);
     if (forward.length === 0) return;
+    if (!this.fetching) {
+      this.log.options.onWarning?.(`group ${this.group} could not take a commit: its member is not running`, undefined);
+      return;
+    }
     try {
       await this.consumer.commitOffsets(forward.map((p) => ({ topic: p.topic, partition: p.partition, offset: String(p.offset) })));
     } catch (error) {
@@ -399,6 +416,13 @@ class KafkajsConsumer extends GroupConsumer {
       return;
     }
     for (const p of forward) this.lastCommitted.set(partitionId(p), p.offset);
+  }
+
+  /** At a member's first join, onAssign runs before kafkajs has begun fetching, when it would drop the commit. */
+  protected override async commitRestored(positions: readonly (TopicPartition & { offset: number })[]): Promise<void> {
+    const crashes = this.crashes;
+    while (!this.fetching && !this.closing && this.crashes === crashes) await this.waitForWake(100);
+    if (this.fetching) await this.commit(positions);
   }
 
   async committed(partitions: readonly TopicPartition[]): Promise<(number | undefined)[]> {
@@ -412,7 +436,7 @@ class KafkajsConsumer extends GroupConsumer {
     });
   }
 
-  seek(partition: TopicPartition, offset: number): void {
+  protected seekClient(partition: TopicPartition, offset: number): void {
     this.consumer.seek({ topic: partition.topic, partition: partition.partition, offset: String(offset) });
     this.dropBuffered([partition]);
   }

@@ -39,6 +39,7 @@ const log = await createLog(config, {
   sessionTimeoutMs,
   heartbeatIntervalMs: Math.min(300, sessionTimeoutMs / 5),
   rebalanceTimeoutMs: Number(env.REBALANCE_TIMEOUT_MS ?? 30_000),
+  onWarning: (message, error) => process.stderr.write(`${message}: ${String(error)}\n`),
 });
 const redis = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379', { maxRetriesPerRequest: 3 });
 const offsets = new RedisOffsets(redis, `offsets:${group}`);

@@ -87,7 +87,8 @@ export async function crashLoop(client: LogKind, options: CrashLoopOptions): Pro
     const stored = await redis.hgetall('offsets:crash-loop');
     expect(ends.map((e) => Number(stored[`events/${e.partition}`]))).toEqual(ends.map((e) => e.high));
     const check = log.consumer({ group: 'crash-loop', topics: ['events'] });
-    expect(await check.committed(ends.map((e) => ({ topic: 'events', partition: e.partition })))).toEqual(ends.map((e) => e.high));
+    const committed = await check.committed(ends.map((e) => ({ topic: 'events', partition: e.partition })));
+    expect(committed, `the last worker's stderr: ${last.stderr}`).toEqual(ends.map((e) => e.high));
     await check.close();
     return { kills, totalAtLastKill };
   } finally {
