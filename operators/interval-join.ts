@@ -15,6 +15,8 @@ export interface JoinedGroup<T> {
   readonly key: string;
   readonly left: T;
   readonly matches: readonly T[];
+  /** Emitted before its interval was complete, because the join held `maxStateItems` items: later matches are missed. */
+  readonly closedEarly?: true;
 }
 
 export type JoinSide = 'left' | 'right';
@@ -25,7 +27,8 @@ export type JoinSide = 'left' | 'right';
  *   gone, so joining it would give a partial answer;
  * - `unmatched`: it was freed without matching anything (right items in both modes, left items in `pairs` mode;
  *   in `grouped` mode an unmatched left item is a main output with no matches);
- * - `state-full`: it was freed early because the join held `maxStateItems` items; it may have missed matches;
+ * - `state-full`: it was freed early, unmatched, because the join held `maxStateItems` items (a right item when no
+ *   left item was held, or a left item in `pairs` mode); it may have missed matches;
  * - `invalid-timestamp`: its timestamp is not a finite number.
  */
 export type JoinSideReason = 'late' | 'unmatched' | 'state-full' | 'invalid-timestamp';
@@ -34,8 +37,6 @@ export interface JoinSideRecord<T> {
   readonly reason: JoinSideReason;
   readonly side: JoinSide;
   readonly item: T;
-  /** What a left item had matched when it was freed early (`state-full`, `grouped` mode). */
-  readonly matches?: readonly T[];
 }
 
 export interface JoinSideSink<T> {
@@ -52,7 +53,10 @@ export interface IntervalJoinConfig<T> {
   /** A right item matches a left item of the same key when left.ts + lowerMs <= right.ts <= left.ts + upperMs. */
   readonly lowerMs: number;
   readonly upperMs: number;
-  /** Most items (both sides) held; beyond it the item due to be freed first is freed early. Default 1_000_000. */
+  /**
+   * Most items (both sides) held; beyond it the oldest left items are finished early (see `enforceBound`).
+   * Default 1_000_000.
+   */
   readonly maxStateItems?: number;
   /**
    * When the source completes, finish every held item as if the watermark had reached +Infinity and pass the
@@ -129,7 +133,7 @@ interface Entry<T> {
  * right item until the watermark passes ts - lowerMs, after which no acceptable left item could match it.
  *
  * Each arriving item is compared with the held items of its key on the other side, so its cost grows with how many
- * items one key has within an interval; freeing is a binary heap on expiry, O(log held) per item.
+ * items one key has within an interval; freeing is a binary heap on expiry per side, O(log held) per item.
  */
 export class IntervalJoinState<T> {
   readonly stats: IntervalJoinStats = {
@@ -145,8 +149,9 @@ export class IntervalJoinState<T> {
   private watermarkNow = -Infinity;
   private seq = 0;
   private readonly buckets = new ShardedMap<Bucket<T>>();
-  /** Min-heap on (expiry, seq): the next item to free is always on top. */
-  private readonly heap: Entry<T>[] = [];
+  /** Min-heaps on (expiry, seq), one a side: the next item of the side to free is always on top. */
+  private readonly leftHeap: Entry<T>[] = [];
+  private readonly rightHeap: Entry<T>[] = [];
   private readonly maxStateItems: number;
   private readonly grouped: boolean;
 
@@ -170,7 +175,7 @@ export class IntervalJoinState<T> {
 
   /** Items held, both sides. */
   get size(): number {
-    return this.heap.length;
+    return this.leftHeap.length + this.rightHeap.length;
   }
 
   get keys(): number {
@@ -230,7 +235,8 @@ export class IntervalJoinState<T> {
   /** Replaces the state with a snapshot's; key and time are recomputed from the items with this join's config. */
   restore(snapshot: IntervalJoinSnapshot<T>): void {
     this.buckets.clear();
-    this.heap.length = 0;
+    this.leftHeap.length = 0;
+    this.rightHeap.length = 0;
     this.watermarkNow = snapshot.watermark ?? -Infinity;
     Object.assign(this.stats, snapshot.stats);
     let nextSeq = 0;
@@ -255,7 +261,7 @@ export class IntervalJoinState<T> {
       if (this.grouped) addMatch(entry, r.item);
       else this.emit(out, { key, left: item, right: r.item });
     }
-    this.enforceBound();
+    this.enforceBound(out);
   }
 
   private addRight(item: T, key: string, ts: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
@@ -268,7 +274,7 @@ export class IntervalJoinState<T> {
       if (this.grouped) addMatch(l, item);
       else this.emit(out, { key, left: l.item, right: item });
     }
-    this.enforceBound();
+    this.enforceBound(out);
   }
 
   private hold(item: T, side: JoinSide, key: string, ts: number): Entry<T> {
@@ -295,34 +301,52 @@ export class IntervalJoinState<T> {
     if (list.length > 0) list.push(entry);
     else if (isLeft) bucket.lefts = [entry];
     else bucket.rights = [entry];
-    this.heapPush(entry);
+    this.heapPush(isLeft ? this.leftHeap : this.rightHeap, entry);
     return entry;
   }
 
-  private enforceBound(): void {
-    while (this.heap.length > this.maxStateItems) {
-      const entry = this.heapPop()!;
-      this.release(entry);
-      this.stats.stateFull++;
-      this.config.sideOutput.push({
-        reason: 'state-full',
-        side: entry.side,
-        item: entry.item,
-        ...(this.grouped && entry.side === 'left' ? { matches: entry.matches ?? NO_MATCHES } : {}),
-      });
+  /**
+   * Over `maxStateItems`, the oldest left items leave first, with every left item of the same time, so that the
+   * impressions of one request leave together. Most of their interval has passed, while a held right item is young and
+   * is what newer left items still need: freeing items in expiry order would free the right items first (a right item
+   * is held only until the watermark passes its own time), and newer left items would then miss their matches. In
+   * `grouped` mode a freed left item is emitted with what it matched (`closedEarly`); in `pairs` mode its matches were
+   * emitted already. Right items go only when no left item is held.
+   */
+  private enforceBound(out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
+    const lefts = this.leftHeap;
+    while (this.size > this.maxStateItems) {
+      if (lefts.length === 0) {
+        const entry = this.heapPop(this.rightHeap)!;
+        this.freeEarly(entry, out);
+        continue;
+      }
+      const expiry = lefts[0]!.expiry;
+      while (lefts.length > 0 && lefts[0]!.expiry === expiry) this.freeEarly(this.heapPop(lefts)!, out);
+    }
+  }
+
+  private freeEarly(entry: Entry<T>, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
+    this.release(entry);
+    this.stats.stateFull++;
+    if (this.grouped && entry.side === 'left') {
+      this.emit(out, { key: entry.bucket.key, left: entry.item, matches: entry.matches ?? NO_MATCHES, closedEarly: true });
+    } else if (!entry.matched) {
+      this.config.sideOutput.push({ reason: 'state-full', side: entry.side, item: entry.item });
     }
   }
 
   private freeUpTo(watermark: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
-    const heap = this.heap;
-    while (heap.length > 0 && heap[0]!.expiry < watermark) {
-      const entry = this.heapPop()!;
-      this.release(entry);
-      if (this.grouped && entry.side === 'left') {
-        this.emit(out, { key: entry.bucket.key, left: entry.item, matches: entry.matches ?? NO_MATCHES });
-      } else if (!entry.matched) {
-        this.stats.unmatched++;
-        this.config.sideOutput.push({ reason: 'unmatched', side: entry.side, item: entry.item });
+    for (const heap of [this.leftHeap, this.rightHeap]) {
+      while (heap.length > 0 && heap[0]!.expiry < watermark) {
+        const entry = this.heapPop(heap)!;
+        this.release(entry);
+        if (this.grouped && entry.side === 'left') {
+          this.emit(out, { key: entry.bucket.key, left: entry.item, matches: entry.matches ?? NO_MATCHES });
+        } else if (!entry.matched) {
+          this.stats.unmatched++;
+          this.config.sideOutput.push({ reason: 'unmatched', side: entry.side, item: entry.item });
+        }
       }
     }
   }
@@ -355,8 +379,7 @@ export class IntervalJoinState<T> {
     if (bucket.lefts.length === 0 && bucket.rights.length === 0) this.buckets.delete(bucket.key);
   }
 
-  private heapPush(entry: Entry<T>): void {
-    const heap = this.heap;
+  private heapPush(heap: Entry<T>[], entry: Entry<T>): void {
     let i = heap.length;
     heap.push(entry);
     while (i > 0) {
@@ -369,8 +392,7 @@ export class IntervalJoinState<T> {
     heap[i] = entry;
   }
 
-  private heapPop(): Entry<T> | undefined {
-    const heap = this.heap;
+  private heapPop(heap: Entry<T>[]): Entry<T> | undefined {
     const top = heap[0];
     const last = heap.pop();
     if (top === undefined || last === undefined || heap.length === 0) return top;
@@ -419,12 +441,12 @@ export type IntervalJoinOperator<T, O> = Operator<T, O> & { readonly state: Inte
  *
  * - `pairs`: each match is emitted in the batch where its second item arrives.
  * - `grouped`: an outer join on the left; each left item is emitted once, with all its matches, in the batch whose
- *   watermark passes left.ts + upperMs.
+ *   watermark passes left.ts + upperMs, or earlier (`closedEarly`) when the join holds `maxStateItems` items.
  *
  * An output is on time for a downstream event-time operator when timed by when it became complete: a pair by
  * max(left.ts, right.ts), a group by left.ts + upperMs. (Timed by left.ts, a group is late by design.)
  *
- * Late, unmatched, evicted and invalid items go to `sideOutput` (side output `unjoined`) with the reason (see
+ * Late, unmatched, freed-early and invalid items go to `sideOutput` (side output `unjoined`) with the reason (see
  * `JoinSideReason`), so every left or right item shows up in the main output or there. The operator's
  * `state` holds the join's state for snapshot and restore; one operator instance serves one running graph.
  */

@@ -38,9 +38,14 @@ import { MAX_SAMPLE_FEATURES, type LabelledSample } from '../schema/samples.js';
  *
  * Accounting: every record read is parsed into join items, ignored (events the samples job has no use for: views,
  * ratings, item and user metadata; counted in `stats.ignored`), or dead-lettered. Every accepted impression ends as a
- * sample, as `skipped` by the labelling policy, or dead-lettered (`no served features`, `late`, `evicted`). Outcomes
- * that match no impression (organic clicks) and served features whose impression never came are counted, not
- * dead-lettered: they are normal.
+ * sample, as `skipped` by the labelling policy, or dead-lettered (`no served features`, `late`). Outcomes that match
+ * no impression (organic clicks) and served features whose impression never came are counted, not dead-lettered: they
+ * are normal.
+ *
+ * Bound: the join holds at most `maxStateItems` items. Past it, the oldest impressions are labelled early, with what
+ * they matched so far (counted in `closedEarly`), so a window is shortened rather than its samples lost; served
+ * features and outcomes are freed early (and dead-lettered as `evicted` if they matched nothing) only when no
+ * impression is held.
  *
  * Watermark: bounded out-of-orderness per partition (`maxOutOfOrdernessMs`), partitions idle for `idleMs` stop
  * holding it back, and, so that samples still come out when traffic stops, once no record has arrived for `idleMs`
@@ -188,7 +193,9 @@ export interface SamplesStats {
   missingFeatures: number;
   /** Items of any kind dead-lettered because they arrived below the watermark. */
   late: number;
-  /** Items freed early because the join held `maxStateItems` (dead-lettered). */
+  /** Impressions labelled before their attribution window ended, because the join held `maxStateItems` items. */
+  closedEarly: number;
+  /** Served features and outcomes freed unmatched because the join held `maxStateItems` items (dead-lettered). */
   evicted: number;
   /** Outcomes no impression matched: organic clicks. */
   unattributedOutcomes: number;
@@ -210,6 +217,7 @@ function emptyStats(): SamplesStats {
     skipped: 0,
     missingFeatures: 0,
     late: 0,
+    closedEarly: 0,
     evicted: 0,
     unattributedOutcomes: 0,
     unusedFeatures: 0,
@@ -261,7 +269,10 @@ export interface SamplesPipelineOptions {
   readonly idleMs?: number;
   /** Processing-time ticks that move the watermark while no records arrive; 0 turns them off. Default 1000 ms. */
   readonly tickIntervalMs?: number;
-  /** Items (impressions, outcomes, served features) the join may hold. Default 1,000,000. */
+  /**
+   * Items (impressions, outcomes, served features) the join may hold; past it the oldest impressions are labelled
+   * before their window ends. Default 1,000,000.
+   */
   readonly maxStateItems?: number;
   /** Counters, shared with the caller. Default a fresh set. */
   readonly stats?: SamplesStats;
@@ -548,6 +559,7 @@ function labelRequests(
           const byRequest = new Map<string, JoinedGroup<SampleJoinItem>[]>();
           for (const group of batch.items) {
             if (group.left.kind !== 'impression') continue;
+            if (group.closedEarly) stats.closedEarly++;
             const list = byRequest.get(group.left.requestId);
             if (list) list.push(group);
             else byRequest.set(group.left.requestId, [group]);
@@ -685,7 +697,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
             return;
           case 'state-full':
             stats.evicted++;
-            deadLetters.push(deadLetterOfItem(item, `evicted ${item.kind}: the attribution join held its limit of items`));
+            deadLetters.push(deadLetterOfItem(item, `evicted ${item.kind}: the attribution join held its limit of items and no impression`));
             return;
           case 'invalid-timestamp':
             deadLetters.push(deadLetterOfItem(item, `${item.kind} has no finite event time`));

@@ -111,14 +111,36 @@ describe('intervalJoin, grouped', () => {
     expect(side).toEqual([]);
   });
 
-  it('frees the item due first when maxStateItems is reached, with what it matched so far', async () => {
+  it('past maxStateItems, emits the oldest impression early with what it matched so far, and keeps the click', async () => {
     const side: JoinSideRecord<Ev>[] = [];
     const join = intervalJoin({ ...config(side, { maxStateItems: 3 }), mode: 'grouped' });
     const out = await run(join, [batchOf([imp('i1', 'u1', 100), click('c1', 'u1', 150), imp('i2', 'u1', 200), imp('i3', 'u1', 300)])]);
-    expect(side).toEqual([{ reason: 'state-full', side: 'right', item: click('c1', 'u1', 150) }]);
-    const groups = out.flatMap((b) => b.items.map((g) => `${g.left.id}:[${g.matches.map((m) => m.id).join(',')}]`));
-    expect(groups).toEqual(['i1:[c1]', 'i2:[]', 'i3:[]']);
+    expect(side).toEqual([]);
+    const groups = out.flatMap((b) => b.items.map((g) => `${g.left.id}:[${g.matches.map((m) => m.id).join(',')}]${g.closedEarly ? ' early' : ''}`));
+    expect(groups).toEqual(['i1:[c1] early', 'i2:[]', 'i3:[]']);
     expect(join.state.stats.stateFull).toBe(1);
+  });
+
+  it('frees the left items of one time together, and keeps right items that newer left items still need', async () => {
+    const side: JoinSideRecord<Ev>[] = [];
+    const join = intervalJoin({ ...config(side, { maxStateItems: 4 }), mode: 'grouped' });
+    const out = await run(join, [
+      batchOf([imp('i1', 'u1', 100), imp('i2', 'u2', 100), click('c3', 'u3', 500), imp('i3', 'u3', 500)]),
+      // A click that comes before its impression, as served features do: the bound must not free it.
+      batchOf([click('c4', 'u4', 600)]),
+      batchOf([imp('i4', 'u4', 600)]),
+    ]);
+    const groups = out.flatMap((b) => b.items.map((g) => `${g.left.id}:[${g.matches.map((m) => m.id).join(',')}]${g.closedEarly ? ' early' : ''}`));
+    expect(groups).toEqual(['i1:[] early', 'i2:[] early', 'i3:[c3]', 'i4:[c4]']);
+    expect(side).toEqual([]);
+    expect(join.state.stats.stateFull).toBe(2);
+  });
+
+  it('frees right items past maxStateItems only when no left item is held, and reports the unmatched ones', async () => {
+    const side: JoinSideRecord<Ev>[] = [];
+    const join = intervalJoin({ ...config(side, { maxStateItems: 1 }), mode: 'grouped' });
+    await run(join, [batchOf([click('c1', 'u1', 100), click('c2', 'u2', 200)], 0)]);
+    expect(sideOf(side)).toEqual(['state-full:right:c1', 'unmatched:right:c2']);
   });
 });
 
