@@ -29,7 +29,7 @@ import { coldStartPredictor, HeadRanker, OnlineRanker, OnnxRanker, servingLayout
 import { Scorer } from '../models/scorer.js';
 import type { AppConfig } from './config.js';
 import { runFeatures } from './features.js';
-import { runSamples, TopicSamplesStateStore } from './samples.js';
+import { runSamples, TopicSamplesStateStore, type SamplesJob } from './samples.js';
 import { runTrainer, type TrainerJob } from './trainer.js';
 import { registryAdmin } from './model-admin.js';
 import { recallStack } from './recall-stack.js';
@@ -176,12 +176,14 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     runners.set('features', partOf(runner, deadLetters));
   }
 
+  let samplesJob: SamplesJob | undefined;
   if (runs('samples')) {
     const job = await runSamples({
       log,
       group: 'eddy-samples',
       topics: { events: topics.events, samples: topics.samples, deadLetters: topics.deadLetters },
       attributionWindowMs: config.attributionWindowMs,
+      maxStateItems: config.samplesMaxItems,
       // Kafka deployments keep the join state on a topic so a restarted worker resumes its open impressions. The
       // embedded log itself does not outlive the process, so snapshotting the join state there would only cost time.
       state: log instanceof EmbeddedLog ? null : new TopicSamplesStateStore(log, 'eddy-samples'),
@@ -192,6 +194,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       onError,
     } as Parameters<typeof runSamples>[0]);
     runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
+    samplesJob = job;
     pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
   }
 
@@ -306,7 +309,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     });
   }
 
-  const sampler = sampleIntoMetrics(metrics, runners, experimentsForMetrics, store);
+  const sampler = sampleIntoMetrics(metrics, runners, experimentsForMetrics, store, samplesJob);
   stoppers.push(() => clearInterval(sampler));
 
   let http: FastifyInstance | undefined;
@@ -389,6 +392,7 @@ function sampleIntoMetrics(
   runners: ReadonlyMap<string, RunningPart>,
   experiments: Experiments | undefined,
   store: FeatureStore | undefined,
+  samples: SamplesJob | undefined,
 ): NodeJS.Timeout {
   const seen = new Map<string, number>();
   const delta = (key: string, total: number) => {
@@ -414,6 +418,17 @@ function sampleIntoMetrics(
         if (exposures > 0) metrics.abExposures.labels(id, variant.name).inc(exposures);
         if (clicks > 0) metrics.abClicks.labels(id, variant.name).inc(clicks);
       }
+    }
+    if (samples) {
+      const { stats } = samples;
+      const outcomes = { positive: stats.positives, negative: stats.negatives, skipped: stats.skipped, missing_features: stats.missingFeatures };
+      for (const [outcome, total] of Object.entries(outcomes)) {
+        const change = delta(`samples:${outcome}`, total);
+        if (change > 0) metrics.samplesImpressions.labels(outcome).inc(change);
+      }
+      const closedEarly = delta('samples:closed-early', stats.closedEarly);
+      if (closedEarly > 0) metrics.samplesClosedEarly.inc(closedEarly);
+      metrics.samplesJoinItems.set(samples.heldItems());
     }
     const newest = store?.health().newestEventTs ?? Number.NaN;
     if (Number.isFinite(newest) && newest > 0) metrics.featureFreshness.labels('newest-event').set(Math.max(0, Date.now() - newest) / 1000);

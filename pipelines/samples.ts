@@ -643,6 +643,8 @@ function appendSamples(sink: SampleSink, topic: string): Operator<LabelledSample
 export interface SamplesPipelineParts {
   readonly pipeline: Pipeline<LogRecord, LabelledSample>;
   readonly stats: SamplesStats;
+  /** Items the attribution join holds now. */
+  heldItems(): number;
   /** Snapshot of join and watermark state, for a checkpoint. */
   snapshot(positions: readonly SourcePosition[]): SamplesCheckpoint;
   restore(checkpoint: SamplesCheckpoint): void;
@@ -720,6 +722,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
   return {
     pipeline,
     stats,
+    heldItems: () => join.state.size,
     snapshot: (positions) => ({
       positions,
       eventTime: watermarks.snapshot(),
@@ -761,6 +764,8 @@ export interface SamplesJob {
   readonly stats: SamplesStats;
   readonly deadLetters: DeadLetterBuffer;
   readonly pipeline: Pipeline<LogRecord, LabelledSample>;
+  /** Items the attribution join holds now. */
+  heldItems(): number;
   /** Finishes in-flight batches, checkpoints, commits and leaves the group. */
   stop(): Promise<void>;
 }
@@ -812,5 +817,5 @@ export async function runSamples(options: RunSamplesOptions): Promise<SamplesJob
     },
   });
   runner.start();
-  return { runner, stats: parts.stats, deadLetters, pipeline: parts.pipeline, stop: () => runner.stop() };
+  return { runner, stats: parts.stats, deadLetters, pipeline: parts.pipeline, heldItems: parts.heldItems, stop: () => runner.stop() };
 }

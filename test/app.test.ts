@@ -172,3 +172,49 @@ describe('eddy all (embedded)', () => {
     expect(names).toEqual(expect.arrayContaining(['serving-state', 'requests']));
   });
 });
+
+describe('eddy all at the samples job bound', () => {
+  let eddy: RunningEddy;
+
+  beforeAll(async () => {
+    eddy = await startEddy({
+      config: loadConfig({ PORT: '0', HOST: '127.0.0.1', EDDY_DATA_DIR: '', EDDY_PUSH_DEBOUNCE_MS: '0', EDDY_EXPLORATION_SHARE: '0', EDDY_SAMPLES_MAX_ITEMS: '30' }),
+      role: 'all',
+      log: new EmbeddedLog(),
+    });
+  });
+
+  afterAll(() => eddy.stop());
+
+  it('holds at most EDDY_SAMPLES_MAX_ITEMS items, labels the oldest impressions early, and counts them in /metrics', async () => {
+    const post = async (path: string, body: unknown) =>
+      (await fetch(`${eddy.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<any>;
+    const items = Array.from({ length: 20 }, (_, i) => ({ type: 'item', itemId: `m${i}`, ts: T0, fields: { genres: [GENRES[i % 4]!] } }));
+    expect((await post('/v1/events', items)).accepted).toBe(20);
+    await waitFor(() => (eddy.runners.get('serving-state')!.stats.records >= 20 ? true : undefined));
+    // Three impressions, their served features and a click per request: 7 items, against a bound of 30.
+    for (let r = 0; r < 12; r++) {
+      const response = await post('/v1/recommend', { userId: `bound-${r}`, count: 3 });
+      expect((await post('/v1/events', { id: `bound-click-${r}`, type: 'click', userId: `bound-${r}`, itemId: response.items[0].itemId, ts: Date.now() })).accepted).toBe(1);
+    }
+    const metrics = async () => {
+      const text = await (await fetch(`${eddy.url}/metrics`)).text();
+      const value = (pattern: RegExp) => Number(text.match(pattern)?.[1] ?? 0);
+      const outcomes = ['positive', 'negative', 'skipped', 'missing_features'].map((o) => value(new RegExp(`^eddy_samples_impressions_total\\{outcome="${o}"\\} (\\d+)$`, 'm')));
+      return {
+        closedEarly: value(/^eddy_samples_closed_early_total (\d+)$/m),
+        labelled: outcomes.reduce((a, b) => a + b, 0),
+        positives: outcomes[0]!,
+        held: value(/^eddy_samples_join_items (\d+)$/m),
+      };
+    };
+    // The window is 30 minutes: every impression labelled so far was labelled early, so the two counts agree.
+    const seen = await waitFor(async () => {
+      const m = await metrics();
+      return m.closedEarly >= 3 * 6 && m.labelled === m.closedEarly ? m : undefined;
+    });
+    expect(seen.positives).toBeGreaterThanOrEqual(1);
+    expect(seen.held).toBeGreaterThan(0);
+    expect(seen.held).toBeLessThanOrEqual(30);
+  });
+});

@@ -49,6 +49,15 @@ export interface EddyMetrics {
   /** Clicks per exposure of an experiment's variant, derived from the two counters whenever it is read. */
   readonly abCtr: Gauge<'experiment' | 'variant'>;
   /**
+   * Impressions the samples job has labelled, by outcome: `positive` and `negative` samples, `skipped` by the labelling
+   * policy, and `missing_features` (dead-lettered: no served features were logged for them).
+   */
+  readonly samplesImpressions: Counter<'outcome'>;
+  /** Impressions labelled before their attribution window ended, because the join held its item bound. */
+  readonly samplesClosedEarly: Counter<never>;
+  /** Items the samples job's attribution join holds: impressions, outcomes and served features. */
+  readonly samplesJoinItems: Gauge<never>;
+  /**
    * Marks `version` as the one served for `model`, removing the previous version's series (and its online
    * metrics), so Prometheus sees exactly one serving version per model.
    */
@@ -154,6 +163,17 @@ function defineMetrics(registry: Registry): EddyMetrics {
     abExposures,
     abClicks,
     abCtr,
+    samplesImpressions: counter(
+      'eddy_samples_impressions_total',
+      'Impressions the samples job labelled, by outcome: positive, negative, skipped, missing_features',
+      ['outcome'],
+    ),
+    samplesClosedEarly: counter(
+      'eddy_samples_closed_early_total',
+      'Impressions labelled before their attribution window ended, because the join held EDDY_SAMPLES_MAX_ITEMS items',
+      [],
+    ),
+    samplesJoinItems: gauge('eddy_samples_join_items', 'Items the attribution join of the samples job holds', []),
     setServingVersion(model, version) {
       const previous = servingVersions.get(model);
       if (previous !== undefined && previous !== version) {
