@@ -117,7 +117,22 @@ describe('metricsDashboardSource', () => {
     metrics.abClicks.inc({ experiment: 'exp', variant: 'control' }, 40);
     clock += 500;
     metrics.eventsIn.inc({ topic: 'events' }, 10);
+    metrics.samplesImpressions.inc({ outcome: 'positive' }, 3);
+    metrics.samplesImpressions.inc({ outcome: 'missing_features' }, 1);
+    metrics.samplesClosedEarly.inc(2);
     const fourth = await source.snapshot();
+    expect(fourth.samples).toEqual([
+      { outcome: 'positive', perSecond: 6 },
+      { outcome: 'missing features', perSecond: 2 },
+      { outcome: 'closed early', perSecond: 4 },
+    ]);
+    metrics.samplesImpressions.inc({ outcome: 'positive' }, 1);
+    clock += 1000;
+    expect((await source.snapshot()).samples).toEqual([
+      { outcome: 'positive', perSecond: 1 },
+      { outcome: 'missing features', perSecond: 0 },
+      { outcome: 'closed early', perSecond: 0 },
+    ]);
     expect(fourth.rates[0]!.inPerSecond).toBeCloseTo(20);
     expect(fourth.models).toEqual([{ model: 'ftrl', version: 'v3', auc: 0.71, logloss: null }]);
     expect(fourth.freshness).toEqual([{ kind: 'user', seconds: 1.5 }]);
@@ -134,7 +149,7 @@ describe('metricsDashboardSource', () => {
 describe('dashboard plugin over HTTP', () => {
   it('streams snapshots as Server-Sent Events, and closing the server ends open streams', async () => {
     let calls = 0;
-    const source = { snapshot: () => ({ ts: ++calls, rates: [], lag: [], latency: [], freshness: [], models: [], experiments: [] }) };
+    const source = { snapshot: () => ({ ts: ++calls, rates: [], lag: [], latency: [], freshness: [], models: [], experiments: [], samples: [] }) };
     const app = await createHttpServer(idleService, { plugins: [dashboardPlugin(source, { intervalMs: 50 })] });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;

@@ -50,6 +50,9 @@ function changingSource(): DashboardSource & { snapshots: number } {
       metrics.abClicks.inc({ experiment: 'ranker-test', variant: 'control' }, 1 + (step % 3));
       metrics.abExposures.inc({ experiment: 'ranker-test', variant: 'treatment' }, 30);
       metrics.abClicks.inc({ experiment: 'ranker-test', variant: 'treatment' }, 2 + (step % 2));
+      metrics.samplesImpressions.inc({ outcome: 'positive' }, 2 + (step % 3));
+      metrics.samplesImpressions.inc({ outcome: 'negative' }, 20 + 8 * Math.sin(step / 2));
+      metrics.samplesClosedEarly.inc(step % 4);
       wrapper.snapshots += 1;
       return source.snapshot();
     },
@@ -117,7 +120,7 @@ describe('live dashboard in headless Chromium', () => {
     await page.waitForFunction(ticksReached(3), undefined, { timeout: 10_000 });
     expect(await page.textContent('#status')).toBe('live');
 
-    const chartIds = ['rates', 'lag', 'latency', 'freshness', 'auc', 'logloss', 'ctr'];
+    const chartIds = ['rates', 'lag', 'latency', 'freshness', 'auc', 'logloss', 'samples', 'ctr'];
     const before = new Map<string, string>();
     for (const id of chartIds) {
       const ink = await canvasInk(page, `#chart-${id} canvas`);

@@ -1,7 +1,7 @@
 import type { MetricValue } from 'prom-client';
 import { wilsonInterval } from '../../models/ab/stats.js';
 import type { EddyMetrics } from '../observability/metrics.js';
-import type { DashboardSnapshot, DashboardSource, ExperimentSummary, LatencySummary, TopicRates } from './snapshot.js';
+import type { DashboardSnapshot, DashboardSource, ExperimentSummary, LatencySummary, SampleRate, TopicRates } from './snapshot.js';
 
 export interface MetricsSourceOptions {
   /** Latency percentiles cover the observations of this recent window. Default 10,000 ms. */
@@ -86,12 +86,13 @@ export function metricsDashboardSource(metrics: EddyMetrics, options: MetricsSou
   const windowMs = options.windowMs ?? 10_000;
   const now = options.now ?? Date.now;
   let previousCounts: { ts: number; totals: ReadonlyMap<string, readonly [number, number, number]> } | undefined;
+  let previousSamples: ReadonlyMap<string, number> = new Map();
   const readings: HistogramReading[] = [];
 
   return {
     async snapshot(): Promise<DashboardSnapshot> {
       const ts = now();
-      const [eventsIn, eventsOut, deadLettered, lag, recommend, operators, freshness, versions, auc, logloss, exposures, clicks] =
+      const [eventsIn, eventsOut, deadLettered, lag, recommend, operators, freshness, versions, auc, logloss, exposures, clicks, labelled, closedEarly] =
         await Promise.all([
           metrics.eventsIn.get(),
           metrics.eventsOut.get(),
@@ -105,6 +106,8 @@ export function metricsDashboardSource(metrics: EddyMetrics, options: MetricsSou
           metrics.onlineLogloss.get(),
           metrics.abExposures.get(),
           metrics.abClicks.get(),
+          metrics.samplesImpressions.get(),
+          metrics.samplesClosedEarly.get(),
         ]);
 
       const inByTopic = sumBy(eventsIn.values, 'topic');
@@ -126,6 +129,16 @@ export function metricsDashboardSource(metrics: EddyMetrics, options: MetricsSou
         deadLetteredPerSecond: rate(topic, 2),
       }));
       previousCounts = { ts, totals };
+
+      const sampleTotals = sumBy(labelled.values, 'outcome');
+      // An unlabelled counter reads 0 before its first increment, even in a process that runs no samples job.
+      const closedEarlyTotal = closedEarly.values[0]?.value ?? 0;
+      if (closedEarlyTotal > 0) sampleTotals.set('closed early', closedEarlyTotal);
+      const samples: SampleRate[] = [...sampleTotals].map(([outcome, total]) => {
+        const before = previousSamples.get(outcome) ?? 0;
+        return { outcome: outcome.replace(/_/g, ' '), perSecond: seconds > 0 ? (total >= before ? total - before : total) / seconds : 0 };
+      });
+      previousSamples = sampleTotals;
 
       const series = new Map([...bucketsBy(recommend.values, undefined, 'recommend'), ...bucketsBy(operators.values, 'tap', 'operator')]);
       readings.push({ ts, series });
@@ -181,6 +194,7 @@ export function metricsDashboardSource(metrics: EddyMetrics, options: MetricsSou
           experimentId,
           variants: variants.sort((a, b) => a.name.localeCompare(b.name)),
         })),
+        samples,
       };
     },
   };

@@ -60,6 +60,12 @@ export interface ExperimentSummary {
   readonly variants: readonly VariantSummary[];
 }
 
+/** Impressions the samples job labelled per second since the previous snapshot, by outcome (or `closed early`). */
+export interface SampleRate {
+  readonly outcome: string;
+  readonly perSecond: number;
+}
+
 export interface DashboardSnapshot {
   /** When the snapshot was taken, epoch milliseconds. */
   readonly ts: number;
@@ -69,6 +75,8 @@ export interface DashboardSnapshot {
   readonly freshness: readonly Freshness[];
   readonly models: readonly ModelQuality[];
   readonly experiments: readonly ExperimentSummary[];
+  /** Empty until a samples job in the process has labelled something. */
+  readonly samples: readonly SampleRate[];
 }
 
 /** Where the dashboard gets its numbers: asked once per tick, per process (not per browser). */

@@ -78,6 +78,7 @@ const charts = [
   timeChart(document.getElementById('chart-freshness'), (s) => byKey(s.freshness.map((f) => [f.kind, f.seconds])), 1),
   timeChart(document.getElementById('chart-auc'), (s) => byKey(s.models.map((m) => [m.model, m.auc])), 3),
   timeChart(document.getElementById('chart-logloss'), (s) => byKey(s.models.map((m) => [m.model, m.logloss])), 3),
+  timeChart(document.getElementById('chart-samples'), (s) => byKey(s.samples.map((r) => [r.outcome, r.perSecond])), 1),
   timeChart(document.getElementById('chart-ctr'), (s) =>
     byKey(s.experiments.flatMap((e) => e.variants.flatMap((v) => {
       const name = `${e.experimentId} · ${v.name}`;
