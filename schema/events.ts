@@ -190,20 +190,19 @@ function everydayBehaviourEvent(raw: object): BehaviourEvent | undefined {
   for (const key in value) if (!BEHAVIOUR_KEYS.has(key) || !Object.hasOwn(value, key)) return undefined;
   const { id, type, userId, itemId, ts, requestId, position } = value;
   if (!isId(id) || !BEHAVIOUR_TYPE_SET.has(type) || !isId(userId) || !isId(itemId) || !isWhole(ts, MAX_TS)) return undefined;
-  const hasRequest = 'requestId' in value;
-  const hasPosition = 'position' in value;
-  const hasValue = 'value' in value;
-  if (hasRequest && !isId(requestId)) return undefined;
-  if (hasPosition && !isWhole(position, MAX_POSITION)) return undefined;
-  if (hasValue && (typeof value.value !== 'number' || !Number.isFinite(value.value))) return undefined;
-  // A served impression's shape in one literal, which has room for all seven fields in the object itself: added one
-  // by one, the sixth and seventh go to a property array of their own, and the samples job holds impressions for a
-  // whole attribution window.
-  if (hasRequest && hasPosition && !hasValue) return { id, type: type as BehaviourType, userId, itemId, ts, requestId: requestId as string, position: position as number };
   const event: { -readonly [K in keyof BehaviourEvent]: BehaviourEvent[K] } = { id, type: type as BehaviourType, userId, itemId, ts };
-  if (hasRequest) event.requestId = requestId as string;
-  if (hasPosition) event.position = position as number;
-  if (hasValue) event.value = value.value as number;
+  if ('requestId' in value) {
+    if (!isId(requestId)) return undefined;
+    event.requestId = requestId;
+  }
+  if ('position' in value) {
+    if (!isWhole(position, MAX_POSITION)) return undefined;
+    event.position = position;
+  }
+  if ('value' in value) {
+    if (typeof value.value !== 'number' || !Number.isFinite(value.value)) return undefined;
+    event.value = value.value;
+  }
   return event;
 }
 
