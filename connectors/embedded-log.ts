@@ -2,6 +2,7 @@ import { partitionForKey } from './partitioner.js';
 import {
   DEFAULT_MAX_BATCH_RECORDS,
   partitionId,
+  RestoredPositions,
   type AppendResult,
   type ConsumerOptions,
   type Log,
@@ -308,8 +309,7 @@ class EmbeddedConsumer implements LogConsumer {
   private readonly positions = new Map<string, number>();
   private readonly paused = new Set<string>();
   private cursor = 0;
-  /** Positions `onAssign` seeks to while it runs: those its state covers. */
-  private restoring: Map<string, TopicPartition & { offset: number }> | undefined;
+  private readonly restored = new RestoredPositions();
   private closed = false;
   private ready: Promise<void>;
   /** True once a scan found nothing to read: the next records may wait to be batched (see `fetchMinRecords`). */
@@ -396,7 +396,7 @@ class EmbeddedConsumer implements LogConsumer {
 
   seek(partition: TopicPartition, offset: number): void {
     this.positions.set(partitionId(partition), offset);
-    this.restoring?.set(partitionId(partition), { topic: partition.topic, partition: partition.partition, offset });
+    this.restored.note(partition, offset);
   }
 
   assignment(): readonly TopicPartition[] {
@@ -440,14 +440,8 @@ class EmbeddedConsumer implements LogConsumer {
     }
     this.assigned = partitions;
     this.cursor = 0;
-    if (partitions.length === 0 || !this.options.onAssign) return;
-    const restored = new Map<string, TopicPartition & { offset: number }>();
-    this.restoring = restored;
-    try {
-      await this.options.onAssign(partitions);
-    } finally {
-      this.restoring = undefined;
-    }
-    await this.commit([...restored.values()]);
+    const { onAssign } = this.options;
+    if (partitions.length === 0 || !onAssign) return;
+    await this.commit(await this.restored.during(() => onAssign(partitions)));
   }
 }

@@ -111,3 +111,27 @@ export interface Log {
 export function partitionId(tp: TopicPartition): string {
   return `${tp.topic}/${tp.partition}`;
 }
+
+/**
+ * The positions a consumer's `onAssign` seeks to: those its restored state covers, which the consumer then commits
+ * for the group (see `ConsumerOptions.onAssign`). Seeks made at any other time are not noted.
+ */
+export class RestoredPositions {
+  private noting: Map<string, TopicPartition & { offset: number }> | undefined;
+
+  note(partition: TopicPartition, offset: number): void {
+    this.noting?.set(partitionId(partition), { topic: partition.topic, partition: partition.partition, offset });
+  }
+
+  /** Runs `onAssign` and returns the positions it sought to, the last per partition. */
+  async during(onAssign: () => Promise<void> | void): Promise<(TopicPartition & { offset: number })[]> {
+    const noted = new Map<string, TopicPartition & { offset: number }>();
+    this.noting = noted;
+    try {
+      await onAssign();
+    } finally {
+      this.noting = undefined;
+    }
+    return [...noted.values()];
+  }
+}

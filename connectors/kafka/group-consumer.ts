@@ -1,5 +1,6 @@
 import {
   partitionId,
+  RestoredPositions,
   type ConsumerOptions,
   type LogConsumer,
   type RecordBatch,
@@ -33,8 +34,7 @@ export abstract class GroupConsumer implements LogConsumer {
   private rebalance: Promise<void> = Promise.resolve();
   private rebalancing = 0;
   private wakeups = new Set<() => void>();
-  /** Positions `onAssign` seeks to while it runs: those its state covers. */
-  private restoring: Map<string, TopicPartition & { offset: number }> | undefined;
+  private readonly restored = new RestoredPositions();
 
   protected constructor(protected readonly options: ConsumerOptions) {
     this.group = options.group;
@@ -65,7 +65,7 @@ export abstract class GroupConsumer implements LogConsumer {
   }
 
   seek(partition: TopicPartition, offset: number): void {
-    this.restoring?.set(partitionId(partition), { topic: partition.topic, partition: partition.partition, offset });
+    this.restored.note(partition, offset);
     this.seekClient(partition, offset);
   }
 
@@ -151,15 +151,14 @@ export abstract class GroupConsumer implements LogConsumer {
   protected assignAll(partitions: readonly TopicPartition[], apply?: () => void): Promise<void> {
     return this.step(async () => {
       this.assigned = [...partitions];
-      const restored = new Map<string, TopicPartition & { offset: number }>();
-      this.restoring = restored;
+      const { onAssign } = this.options;
+      let restored: (TopicPartition & { offset: number })[] = [];
       try {
-        if (partitions.length > 0) await this.options.onAssign?.(partitions);
+        if (partitions.length > 0 && onAssign) restored = await this.restored.during(() => onAssign(partitions));
       } finally {
-        this.restoring = undefined;
         apply?.();
       }
-      if (restored.size > 0 && !this.closed) await this.commitRestored([...restored.values()]);
+      if (restored.length > 0 && !this.closed) await this.commitRestored(restored);
     });
   }
 
