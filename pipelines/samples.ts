@@ -1,11 +1,10 @@
 import { concatMap, map, Observable } from 'rxjs';
-import { z } from 'zod';
 import type { Log, LogConsumer, LogRecord, TopicPartition } from '../connectors/log.js';
 import { withItems, Ticket, type Batch, type SourcePosition } from '../operators/batch.js';
 import { DeadLetterBuffer, deadLetterOf, type DeadLetter, type DeadLetterSink } from '../operators/dead-letters.js';
 import { eventTime, type EventTimeSnapshot } from '../operators/event-time.js';
 import { intervalJoin, type IntervalJoinSnapshot, type JoinedGroup, type JoinSideRecord } from '../operators/interval-join.js';
-import { decodeServedBlock } from '../operators/features/feature-log.js';
+import { decodeServedBlock, type ServedFeaturesRecord } from '../operators/features/feature-log.js';
 import { defineOperator, type Operator } from '../operators/operator.js';
 import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
@@ -272,15 +271,41 @@ function emptyStats(): SamplesStats {
   };
 }
 
-const id = z.string().min(1).max(LIMITS.idLength);
-const servedFeaturesSchema = z.strictObject({
-  requestId: id,
-  userId: id,
-  ts: z.number().int().nonnegative().max(8.64e15),
-  names: z.array(z.string().min(1).max(LIMITS.stringLength)).max(MAX_SAMPLE_FEATURES),
-  items: z.array(id).max(LIMITS.candidates),
-  values: z.string().max(Math.ceil((LIMITS.candidates * MAX_SAMPLE_FEATURES * 4) / 3) + 4),
-});
+/** The longest base64 `values` a record may carry: the largest block of float32 rows there can be. */
+const MAX_VALUES_LENGTH = Math.ceil((LIMITS.candidates * MAX_SAMPLE_FEATURES * 4) / 3) + 4;
+const RECORD_FIELDS = new Set(['requestId', 'userId', 'ts', 'names', 'items', 'values']);
+
+function isText(value: unknown, maxLength: number): value is string {
+  return typeof value === 'string' && value.length >= 1 && value.length <= maxLength;
+}
+
+/**
+ * A parsed feature-log record checked field by field; throws an error naming the first field that is wrong. Written
+ * out rather than declared as a schema because every served response passes here, and a schema library's per-element
+ * checks of the 40-odd names were most of the samples job's parsing. Names equal to `checkedNames`, a list already
+ * checked (every record of one serving store has the same), are not checked again one by one.
+ */
+function checkServedRecord(value: unknown, checkedNames: readonly string[]): ServedFeaturesRecord {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('entry: expected an object');
+  const record = value as Record<string, unknown>;
+  for (const key in record) if (!RECORD_FIELDS.has(key)) throw new Error(`${key}: not a field of a feature-log record`);
+  const { requestId, userId, ts, names, items, values } = record;
+  if (!isText(requestId, LIMITS.idLength)) throw new Error(`requestId: expected a string of 1 to ${LIMITS.idLength} characters`);
+  if (!isText(userId, LIMITS.idLength)) throw new Error(`userId: expected a string of 1 to ${LIMITS.idLength} characters`);
+  if (!(typeof ts === 'number' && Number.isInteger(ts) && ts >= 0 && ts <= 8.64e15)) throw new Error('ts: expected a whole number of ms from 0 to 8.64e15');
+  if (!Array.isArray(names) || names.length > MAX_SAMPLE_FEATURES) throw new Error(`names: expected an array of at most ${MAX_SAMPLE_FEATURES} names`);
+  if (!sameNames(names as string[], checkedNames)) {
+    names.forEach((name: unknown, i) => {
+      if (!isText(name, LIMITS.stringLength)) throw new Error(`names.${i}: expected a string of 1 to ${LIMITS.stringLength} characters`);
+    });
+  }
+  if (!Array.isArray(items) || items.length > LIMITS.candidates) throw new Error(`items: expected an array of at most ${LIMITS.candidates} item ids`);
+  items.forEach((itemId: unknown, i) => {
+    if (!isText(itemId, LIMITS.idLength)) throw new Error(`items.${i}: expected a string of 1 to ${LIMITS.idLength} characters`);
+  });
+  if (typeof values !== 'string' || values.length > MAX_VALUES_LENGTH) throw new Error(`values: expected a base64 string of at most ${MAX_VALUES_LENGTH} characters`);
+  return record as unknown as ServedFeaturesRecord;
+}
 
 /** Where labelled samples go. */
 export interface SampleSink {
@@ -483,12 +508,7 @@ function parseSampleInputs(
       } catch (error) {
         throw new Error(`malformed JSON: ${(error as Error).message}`);
       }
-      const parsed = servedFeaturesSchema.safeParse(value);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0]!;
-        throw new Error(`${issue.path.map(String).join('.') || 'entry'}: ${issue.message}`);
-      }
-      const entry = parsed.data;
+      const entry = checkServedRecord(value, heldNames);
       // The join holds each item's row of the request's one block: it holds served features for the whole
       // attribution window, and a plain array of numbers per item would take several times the memory, and the
       // collector's time, of the block itself.

@@ -177,8 +177,12 @@ export class ServingPipeline {
   ): void {
     if (items.length === 0) return;
     if (this.options.featureLog) {
+      const width = rows.width;
       const served = new FeatureRows(rows.names, items.length);
-      items.forEach((item, i) => served.row(i).set(rows.row(rowOf.get(item.itemId)!)));
+      // Element loops: a row view per item would allocate two typed arrays for each served item.
+      items.forEach((item, i) => {
+        for (let k = 0, from = rowOf.get(item.itemId)! * width, to = i * width; k < width; k++) served.values[to + k] = rows.values[from + k]!;
+      });
       this.options.featureLog.push(servedFeatures(request.requestId, request.userId, now, items.map((i) => i.itemId), served));
     }
     this.options.logImpressions?.(

@@ -136,6 +136,37 @@ describe('samples pipeline', () => {
     expect(letters.find((l) => l.reason.startsWith('no served'))!.source.topic).toBe('events');
   });
 
+  it('dead-letters a malformed feature-log record with the field at fault, even after valid records with the same names', async () => {
+    const log = await newLog();
+    const job = await start(log);
+    await serve(log, 'r1', 'u1', T, [['a', [1, 1]]]);
+    const block = (values: number[]) => Buffer.from(new Float32Array(values).buffer).toString('base64');
+    const valid = { requestId: 'r2', userId: 'u1', ts: T, names: NAMES, items: ['a'], values: block([1, 2]) };
+    const malformed: [Record<string, unknown>, RegExp][] = [
+      [{ ...valid, names: [NAMES[0], ''] }, /^names\.1: expected a string of 1 to/],
+      [{ ...valid, names: [NAMES[0], 7] }, /^names\.1: expected a string/],
+      [{ ...valid, names: 'user.clicks' }, /^names: expected an array/],
+      [{ ...valid, items: ['a', 3] }, /^items\.1: expected a string/],
+      [{ ...valid, requestId: '' }, /^requestId: expected a string/],
+      [{ ...valid, userId: 'x'.repeat(300) }, /^userId: expected a string of 1 to 256/],
+      [{ ...valid, ts: 1.5 }, /^ts: expected a whole number/],
+      [{ ...valid, values: 12 }, /^values: expected a base64 string/],
+      [{ ...valid, extra: true }, /^extra: not a field/],
+      [{ ...valid, values: block([1, Number.NaN]) }, /^values: item\.ctr of a is not finite/],
+    ];
+    await log.append('feature-log', [
+      ...malformed.map(([record]) => ({ key: 'u1', value: JSON.stringify(record) })),
+      { key: 'u1', value: '[1]' },
+      // Other names than the records before: each one is checked.
+      { key: 'u1', value: JSON.stringify({ ...valid, requestId: 'r3', names: ['only'], values: block([5]) }) },
+    ]);
+    await until(() => job.stats.invalid === malformed.length + 1 && job.stats.servedRequests === 2);
+    await until(async () => (await readTopic(log, 'dead-letters')).length === malformed.length + 1);
+    const reasons = (await readTopic(log, 'dead-letters')).map((r) => (JSON.parse(r.value) as DeadLetter).reason);
+    malformed.forEach(([, reason], i) => expect(reasons[i]).toMatch(reason));
+    expect(reasons.at(-1)).toBe('entry: expected an object');
+  });
+
   it('labels below the last click and clickless requests as the policy says', async () => {
     const log = await newLog();
     const job = await start(log, { labelling: { belowLastClick: 'negative', noClick: 'skip' } });

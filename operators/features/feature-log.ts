@@ -22,14 +22,37 @@ function numbersOf(row: Float32Array): number[] {
   return out;
 }
 
+/**
+ * An entry as serving makes one: the rows stay one float32 block, which is what the feature-log record carries, and
+ * the per-item arrays of `items` are built only if something reads them. Serving logs every response, and those
+ * arrays, built and dropped for each one, were most of what logging cost.
+ */
+class ServedBlock implements ServedFeatures {
+  private rows: ServedFeatures['items'] | undefined;
+
+  constructor(
+    readonly requestId: string,
+    readonly userId: string,
+    readonly ts: number,
+    readonly names: readonly string[],
+    readonly itemIds: readonly string[],
+    /** A row per item, in `itemIds` order. */
+    readonly values: Float32Array,
+  ) {}
+
+  get items(): ServedFeatures['items'] {
+    const width = this.names.length;
+    this.rows ??= this.itemIds.map((itemId, i) => ({ itemId, values: numbersOf(this.values.subarray(i * width, (i + 1) * width)) }));
+    return this.rows;
+  }
+}
+
+/**
+ * The entry of a request whose `candidates` were scored with `rows`, row i being candidate i's. The entry keeps
+ * `rows`' values as they are, so the caller must not write into them afterwards.
+ */
 export function servedFeatures(requestId: string, userId: string, ts: number, candidates: readonly string[], rows: FeatureRows): ServedFeatures {
-  return {
-    requestId,
-    userId,
-    ts,
-    names: rows.names,
-    items: candidates.slice(0, rows.count).map((itemId, i) => ({ itemId, values: numbersOf(rows.row(i)) })),
-  };
+  return new ServedBlock(requestId, userId, ts, rows.names, candidates.slice(0, rows.count), rows.values.subarray(0, rows.count * rows.width));
 }
 
 /**
@@ -47,19 +70,28 @@ export interface ServedFeaturesRecord {
   readonly values: string;
 }
 
+/** Names lists as JSON: a store's names are one list shared by every request it serves. */
+const namesJson = new WeakMap<readonly string[], string>();
+
 export function encodeServedFeatures(entry: ServedFeatures): string {
-  const width = entry.names.length;
-  const values = new Float32Array(entry.items.length * width);
-  entry.items.forEach((item, i) => values.set(item.values, i * width));
-  const record: ServedFeaturesRecord = {
-    requestId: entry.requestId,
-    userId: entry.userId,
-    ts: entry.ts,
-    names: entry.names,
-    items: entry.items.map((item) => item.itemId),
-    values: Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64'),
-  };
-  return JSON.stringify(record);
+  let itemIds: readonly string[];
+  let values: Float32Array;
+  if (entry instanceof ServedBlock) {
+    ({ itemIds, values } = entry);
+  } else {
+    const width = entry.names.length;
+    itemIds = entry.items.map((item) => item.itemId);
+    values = new Float32Array(entry.items.length * width);
+    entry.items.forEach((item, i) => values.set(item.values, i * width));
+  }
+  let names = namesJson.get(entry.names);
+  if (names === undefined) namesJson.set(entry.names, (names = JSON.stringify(entry.names)));
+  const base64 = Buffer.from(values.buffer, values.byteOffset, values.byteLength).toString('base64');
+  // The fields of a ServedFeaturesRecord, written out so the names' JSON is not made again for every request.
+  return (
+    `{"requestId":${JSON.stringify(entry.requestId)},"userId":${JSON.stringify(entry.userId)},"ts":${JSON.stringify(entry.ts)},` +
+    `"names":${names},"items":${JSON.stringify(itemIds)},"values":"${base64}"}`
+  );
 }
 
 /** The entry a feature-log record carries; throws an error naming the field when the values block does not fit. */
@@ -81,15 +113,18 @@ export function decodeServedFeatures(record: ServedFeaturesRecord): ServedFeatur
  */
 export function decodeServedBlock(record: ServedFeaturesRecord): Float32Array {
   const width = record.names.length;
-  const bytes = Buffer.from(record.values, 'base64');
-  if (bytes.byteLength !== record.items.length * width * 4) {
-    throw new Error(`values: ${bytes.byteLength} bytes for ${record.items.length} items of ${width} float32 features`);
+  const expected = record.items.length * width * 4;
+  // Decoded straight into the block's own memory: no intermediate buffer to copy from.
+  const values = new Float32Array(Math.ceil((3 * record.values.length) / 16));
+  const bytes = Buffer.from(values.buffer).write(record.values, 'base64');
+  if (bytes !== expected) {
+    throw new Error(`values: ${bytes} bytes for ${record.items.length} items of ${width} float32 features`);
   }
-  const values = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i])) throw new Error(`values: ${record.names[i % width]} of ${record.items[Math.floor(i / width)]} is not finite`);
+  const block = values.subarray(0, expected / 4);
+  for (let i = 0; i < block.length; i++) {
+    if (!Number.isFinite(block[i])) throw new Error(`values: ${record.names[i % width]} of ${record.items[Math.floor(i / width)]} is not finite`);
   }
-  return values;
+  return block;
 }
 
 export interface FeatureLogSink {
