@@ -154,6 +154,22 @@ describe('co-visitation recall', () => {
     expect(ids(covisit.neighbours('a', 5, T0))).toEqual(['b', 'c']);
   });
 
+  it('ranks every neighbour when a request touches more items than its scratch space first holds', () => {
+    const covisit = new CoVisitationRecaller({ windowMs: HOUR, neighbours: 2000 });
+    // Two hubs, each watched next to 1,500 items of its own: 3,000 items touched by one request.
+    for (const hub of ['h1', 'h2']) {
+      for (let i = 0; i < 1500; i++) {
+        covisit.observe(behaviour(`${hub}-u${i}`, hub, T0));
+        covisit.observe(behaviour(`${hub}-u${i}`, `${hub}-n${i}`, T0 + 1000 + i));
+      }
+    }
+    const result = covisit.recall(request({ recentItems: ['h1', 'h2'], now: T0 + 3000, count: 3000 }));
+    expect(new Set(ids(result)).size).toBe(3000);
+    expect(ids(result).every((id) => /^h[12]-n\d+$/.test(id))).toBe(true);
+    // The most recent hub weighs most: all its neighbours come first.
+    expect(ids(result).slice(0, 1500).every((id) => id.startsWith('h1-'))).toBe(true);
+  });
+
   it('does not pair interactions further apart than the window, nor an item with itself', () => {
     const covisit = new CoVisitationRecaller({ windowMs: HOUR });
     covisit.observe(behaviour('u', 'a', T0));

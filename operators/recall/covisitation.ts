@@ -81,6 +81,8 @@ export class CoVisitationRecaller implements Recaller {
   private scores = new Float64Array(1024);
   /** The scores of a request's touched items, in touched order: kept, as a fresh typed array costs a backing store. */
   private touchedScores = new Float64Array(1024);
+  /** A request's touched ordinals, in touch order; kept between requests like the scores. */
+  private touched = new Int32Array(1024);
   private readonly cosine: boolean;
   private readonly shrinkage: number;
   private readonly backwardWeight: number;
@@ -171,7 +173,8 @@ export class CoVisitationRecaller implements Recaller {
     // Stored weights and counts share the origin's scale, so the cosine needs only the shrinkage converted to it.
     const shrinkage = scale > 0 ? this.shrinkage / scale : 0;
     const { counts, marks, scores } = this;
-    const touched: number[] = [];
+    let touched = this.touched;
+    let touchedCount = 0;
     let recency = 1;
     for (let k = 0; k < expanded; k++, recency *= this.recencyDecay) {
       const from = this.nodes.get(recent[k]!);
@@ -180,13 +183,18 @@ export class CoVisitationRecaller implements Recaller {
       const weight = recency;
       const ownRoot = Math.sqrt(counts[from.ordinal]!);
       const { ordinals, weights } = list;
-      for (let i = 0, n = list.size; i < n; i++) {
+      for (let i = 0, size = list.size; i < size; i++) {
         const neighbour = ordinals[i]!;
         const stored = weights[i]!;
         if (marks[neighbour] !== mark) {
           marks[neighbour] = mark;
           scores[neighbour] = 0;
-          touched.push(neighbour);
+          if (touchedCount === touched.length) {
+            const grown = new Int32Array(2 * touchedCount);
+            grown.set(touched);
+            this.touched = touched = grown;
+          }
+          touched[touchedCount++] = neighbour;
         }
         scores[neighbour]! += this.cosine ? (weight * stored) / (ownRoot * Math.sqrt(counts[neighbour]!) + shrinkage) : weight * stored * scale;
       }
@@ -195,7 +203,7 @@ export class CoVisitationRecaller implements Recaller {
     const accept = request.accept;
     const ids = this.ids;
     // The touched items' scores side by side, so ranking them reads neighbouring numbers, not scattered ones.
-    const n = touched.length;
+    const n = touchedCount;
     if (this.touchedScores.length < n) this.touchedScores = new Float64Array(2 * n);
     const touchedScores = this.touchedScores;
     for (let i = 0; i < n; i++) touchedScores[i] = scores[touched[i]!]!;

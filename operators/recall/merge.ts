@@ -1,5 +1,6 @@
 import type { ItemCatalogue } from './catalogue.js';
 import { candidateFilter } from './filter.js';
+import { RequestIndex } from './request-index.js';
 import { isItemEvent, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
 
 /**
@@ -33,13 +34,17 @@ export interface SourceList {
   readonly candidates: readonly ScoredCandidate[];
 }
 
+/** Shared by every merge: a merge runs start to end without yielding, so two never use it at once. */
+const positions = new RequestIndex();
+
 export function mergeCandidates(lists: readonly SourceList[], count: number, accept?: (itemId: string) => boolean): MergedCandidate[] {
   const active = lists.filter((list) => list.quota > 0 && list.candidates.length > 0);
   if (count <= 0 || active.length === 0) return [];
   const shares = apportion(active.map((list) => list.quota), count);
   const selected: string[] = [];
   // Each taken item's index in `selected`: the set of taken items, and later where each source's hit belongs.
-  const position = new Map<string, number>();
+  const position = positions;
+  position.begin();
   const take = (itemId: string) => {
     position.set(itemId, selected.length);
     selected.push(itemId);

@@ -1,6 +1,7 @@
 import type { BehaviourType, FieldMap } from '../../schema/events.js';
 import { LruMap } from '../lru-map.js';
 import { bestFirst } from './best-first.js';
+import { RequestIndex } from './request-index.js';
 import { valuesOf, type ItemCatalogue } from './catalogue.js';
 import type { PopularityRecaller } from './popular.js';
 import { isItemEvent, type RecallEvent, type RecallRequest, type Recaller, type ScoredCandidate } from './types.js';
@@ -53,6 +54,8 @@ export class RecentContextRecaller implements Recaller {
   private readonly conversions: LruMap<string, Set<string>>;
   /** A request's offered scores, by offer order: kept between requests, as a fresh typed array costs a backing store. */
   private scores: Float64Array = new Float64Array(256);
+  /** A request's offered items to their place in offer order. */
+  private readonly offered = new RequestIndex();
 
   constructor(options: RecentContextRecallerOptions) {
     this.name = options.name ?? 'context';
@@ -83,7 +86,8 @@ export class RecentContextRecaller implements Recaller {
     // Offered items in offer order, each at its best score so far: a stable selection of the best reads this order.
     const ids: string[] = [];
     let scores: Float64Array = this.scores;
-    const at = new Map<string, number>();
+    const at = this.offered;
+    at.begin();
     const offer = (itemId: string, score: number) => {
       const i = at.get(itemId);
       if (i === undefined) {

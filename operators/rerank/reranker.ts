@@ -26,6 +26,9 @@ export class Reranker {
   }
 }
 
+/** Every item starts with this one list: steps add adjustments by making a new list, never by changing it. */
+const NO_ADJUSTMENTS: readonly Adjustment[] = Object.freeze([]);
+
 /**
  * Ranker output as re-ranking input: the ranker's score becomes the score every step starts from. Each item carries
  * the recall sources that found it when `withSources` (what an explanation shows); a merge builds those lists only
@@ -42,7 +45,7 @@ export function toRerankItems(candidates: readonly MergedCandidate[], rankerScor
     sources: withSources ? candidate.sources : undefined,
     recallScore: candidate.score,
     rankerScore: rankerScores[i]!,
-    adjustments: [],
+    adjustments: NO_ADJUSTMENTS,
   }));
 }
 
