@@ -67,13 +67,20 @@ export class PopularityRecaller implements Recaller {
     return this.counts.count(itemId, now);
   }
 
-  /** Best items with `attribute` = `value`, as the context source uses for "more like your recent items". */
-  topByAttribute(attribute: string, value: string, request: Pick<RecallRequest, 'count' | 'now' | 'accept'>, exclude?: ReadonlySet<string>): ScoredCandidate[] {
+  /**
+   * The best items with `attribute` = `value`, best first, given to `visit` one by one, as the context source reads
+   * them for "more like your recent items". Not a list: that source reads several of these per request, and would
+   * otherwise make an object for each item of each.
+   */
+  visitTopByAttribute(
+    attribute: string,
+    value: string,
+    request: Pick<RecallRequest, 'count' | 'now' | 'accept'>,
+    exclude: ReadonlySet<string> | undefined,
+    visit: (itemId: string, score: number) => void,
+  ): void {
     const list = this.byAttribute.get(attribute)?.get(value);
-    if (!list) return [];
-    const out: ScoredCandidate[] = [];
-    this.collect(list, request, out, exclude, undefined, attribute, value);
-    return out;
+    if (list) this.visitList(list, request, exclude, visit, attribute, value);
   }
 
   recall(request: RecallRequest): ScoredCandidate[] {
@@ -108,18 +115,39 @@ export class PopularityRecaller implements Recaller {
     attribute?: string,
     value?: string,
   ): void {
+    this.visitList(
+      list,
+      request,
+      skip,
+      (itemId, score) => {
+        taken?.add(itemId);
+        out.push({ itemId, score, source: this.name });
+      },
+      attribute,
+      value,
+    );
+  }
+
+  /** The list's first `request.count` items that pass, best first; a list of `attribute=value` checks each still holds. */
+  private visitList(
+    list: TopList,
+    request: Pick<RecallRequest, 'count' | 'now' | 'accept'>,
+    skip: ReadonlySet<string> | undefined,
+    visit: (itemId: string, score: number) => void,
+    attribute?: string,
+    value?: string,
+  ): void {
     const { ids, scores } = list;
     const accept = request.accept;
-    const start = out.length;
     const decay = this.counts.valueAt(1, request.now);
-    for (let i = 0; i < ids.length && out.length - start < request.count; i++) {
+    for (let i = 0, visited = 0; i < ids.length && visited < request.count; i++) {
       const itemId = ids[i]!;
       if (skip?.has(itemId)) continue;
       if (accept && !accept(itemId)) continue;
       // Lists are not purged when an item's attribute changes: check it still holds, where it may not.
       if (attribute !== undefined && this.catalogue.mayHaveLost(itemId, attribute) && !this.catalogue.hasValue(itemId, attribute, value!)) continue;
-      taken?.add(itemId);
-      out.push({ itemId, score: scores[i]! * decay, source: this.name });
+      visited++;
+      visit(itemId, scores[i]! * decay);
     }
   }
 

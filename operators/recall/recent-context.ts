@@ -116,10 +116,12 @@ export class RecentContextRecaller implements Recaller {
       for (const attribute of this.attributes) {
         const interest = this.valueInterest(recentFields, attribute);
         for (const [value, share] of interest) {
-          const top = this.popularity.topByAttribute(attribute, value, { count: request.count, now: request.now, accept }, own);
-          const max = top[0]?.score ?? 0;
-          if (max <= 0) continue;
-          for (const candidate of top) offer(candidate.itemId, this.attributeWeight * share * (candidate.score / max));
+          // The list comes best first: its first score scales the rest, and when it is not above 0 none is.
+          let max = NaN;
+          this.popularity.visitTopByAttribute(attribute, value, { count: request.count, now: request.now, accept }, own, (itemId, score) => {
+            if (Number.isNaN(max)) max = score;
+            if (max > 0) offer(itemId, this.attributeWeight * share * (score / max));
+          });
         }
       }
     }
