@@ -4,6 +4,7 @@ import { ItemCatalogue } from '../operators/recall/catalogue.js';
 import { attributeCaps } from '../operators/rerank/caps.js';
 import { freshnessBoost } from '../operators/rerank/freshness.js';
 import { mmr } from '../operators/rerank/mmr.js';
+import { mulberry32 } from '../models/random.js';
 import { popularityDebias } from '../operators/rerank/popularity-debias.js';
 import { explain, Reranker, toRerankItems } from '../operators/rerank/reranker.js';
 import { businessRules, businessRulesSchema } from '../operators/rerank/rules.js';
@@ -117,6 +118,33 @@ describe('MMR', () => {
     set('y1', 0, 1);
     const result = mmr({ lambda: 0.5, embeddings }).apply(items(['x1', 1], ['x2', 0.9], ['y1', 0.5]), request);
     expect(ids(result)).toEqual(['x1', 'y1', 'x2']);
+  });
+
+  it('gives each request the answer a fresh step would, whatever requests of other sizes came before', () => {
+    const embeddings = new ItemEmbeddings({ dim: 2 });
+    const random = mulberry32(5);
+    const fields: Record<string, Record<string, unknown>> = {};
+    const all: [string, number][] = [];
+    for (let i = 0; i < 150; i++) {
+      const id = `i${i}`;
+      // A third of the items have no vector, so a request can find another's vectors where its own are missing.
+      if (i % 3 !== 0) {
+        embeddings.ensure(id);
+        embeddings.vector(id)!.set([random() - 0.5, random() - 0.5]);
+      }
+      fields[id] = { genre: `g${i % 4}` };
+      all.push([id, random()]);
+    }
+    const catalogue = catalogueOf(fields);
+    const options = { lambda: 0.6, embeddings, catalogue, attributes: ['genre'], pool: (count: number) => 3 * count };
+    const reused = mmr(options);
+    for (const [size, count] of [[150, 40], [12, 5], [90, 30], [7, 7], [150, 10]] as const) {
+      const ranked = items(...all.slice(0, size)).sort((a, b) => b.score - a.score);
+      const shuffled = [...ranked.slice(size / 2), ...ranked.slice(0, size / 2)];
+      for (const list of [ranked, shuffled]) {
+        expect(reused.apply(list, { now: T0, count })).toEqual(mmr(options).apply(list, { now: T0, count }));
+      }
+    }
   });
 
   it('rejects lambda outside [0, 1]', () => {

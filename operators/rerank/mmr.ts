@@ -61,6 +61,15 @@ export function mmr(options: MmrOptions): RerankStep {
     return keys;
   }
 
+  // A request's working arrays, kept between requests (apply runs start to end without yielding): a fresh typed
+  // array each costs a backing store of its own.
+  const dim = options.embeddings?.dim ?? 0;
+  let relevance = new Float64Array(64);
+  let vectors = new Float32Array(embeddingWeight > 0 ? 64 * dim : 0);
+  let hasVector = new Uint8Array(64);
+  let maxSimilarity = new Float64Array(64);
+  let picked = new Uint8Array(64);
+
   return {
     name: 'mmr',
     apply(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
@@ -75,12 +84,18 @@ export function mmr(options: MmrOptions): RerankStep {
         max = Math.max(max, items[i]!.score);
       }
       const range = max - min;
-      const relevance = new Float64Array(n);
+      if (relevance.length < n) {
+        relevance = new Float64Array(2 * n);
+        vectors = new Float32Array(embeddingWeight > 0 ? 2 * n * dim : 0);
+        hasVector = new Uint8Array(2 * n);
+        maxSimilarity = new Float64Array(2 * n);
+        picked = new Uint8Array(2 * n);
+      }
+      hasVector.fill(0, 0, n);
+      maxSimilarity.fill(0, 0, n);
+      picked.fill(0, 0, n);
       for (let i = 0; i < n; i++) relevance[i] = range > 0 ? (items[i]!.score - min) / range : 1;
       const keys = attributeWeight > 0 ? items.slice(0, n).map((item) => attributeKeys(item.itemId)) : [];
-      const dim = options.embeddings?.dim ?? 0;
-      const vectors = new Float32Array(embeddingWeight > 0 ? n * dim : 0);
-      const hasVector = new Uint8Array(n);
       if (embeddingWeight > 0) {
         for (let i = 0, at = 0; i < n; i++, at += dim) {
           if (!options.embeddings!.copyVector(items[i]!.itemId, vectors, at)) continue;
@@ -118,8 +133,6 @@ export function mmr(options: MmrOptions): RerankStep {
         return sum / totalWeight;
       };
 
-      const maxSimilarity = new Float64Array(n);
-      const picked = new Uint8Array(n);
       const order: number[] = [];
       for (let step = 0; step < picks; step++) {
         let best = -1;
