@@ -133,9 +133,11 @@ interface PlainImpression {
  */
 export class HeldImpression {
   readonly kind = 'impression';
+  /** The event's id, unless it is the `requestId:position` serving gives every impression: then it is made when read. */
+  private readonly ownId: string | undefined;
 
   constructor(
-    readonly id: string,
+    id: string,
     readonly userId: string,
     readonly itemId: string,
     readonly ts: number,
@@ -144,10 +146,16 @@ export class HeldImpression {
     private readonly topic: string,
     private readonly partition: number,
     private readonly offset: number,
-  ) {}
+  ) {
+    this.ownId = isServedId(id, requestId, position) ? undefined : id;
+  }
 
   static of(event: BehaviourEvent, requestId: string, position: number, source: SourceRef): HeldImpression {
     return new HeldImpression(event.id, event.userId, event.itemId, event.ts, requestId, position, source.topic, source.partition, source.offset);
+  }
+
+  get id(): string {
+    return this.ownId ?? `${this.requestId}:${this.position}`;
   }
 
   get event(): BehaviourEvent {
@@ -162,6 +170,17 @@ export class HeldImpression {
   toJSON(): PlainImpression {
     return { kind: 'impression', event: this.event, requestId: this.requestId, position: this.position, source: this.source };
   }
+}
+
+/** Whether `id` is `${requestId}:${position}`, compared in place rather than by building that string. */
+function isServedId(id: string, requestId: string, position: number): boolean {
+  const digits = String(position);
+  return (
+    id.length === requestId.length + 1 + digits.length &&
+    id.startsWith(requestId) &&
+    id.charCodeAt(requestId.length) === 58 &&
+    id.endsWith(digits)
+  );
 }
 
 /** What the join holds: impressions on the left; outcomes and served features on the right. */
@@ -491,6 +510,33 @@ function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
+/** Strings the parser shares at most (twice this, over two generations). */
+const SHARED_STRINGS = 16_384;
+
+/**
+ * One copy of each id among recently parsed records. Each record parses into strings of its own, so the ten
+ * impressions of a request held ten copies of its request id and user id, and its features record another copy of
+ * each item id: about 1.5 KB a request that the join holds for the whole attribution window. Two generations bound
+ * what this keeps alive beyond the join.
+ */
+class SharedStrings {
+  private current = new Map<string, string>();
+  private previous = new Map<string, string>();
+
+  constructor(private readonly perGeneration: number) {}
+
+  of(text: string): string {
+    const held = this.current.get(text) ?? this.previous.get(text);
+    if (held !== undefined) return held;
+    if (this.current.size >= this.perGeneration) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(text, text);
+    return text;
+  }
+}
+
 /** Log records from `events` and `feature-log` to join items; the rest is ignored or dead-lettered. */
 function parseSampleInputs(
   topics: SamplesTopics,
@@ -499,6 +545,7 @@ function parseSampleInputs(
   stats: SamplesStats,
 ): Operator<LogRecord, SampleJoinItem> {
   let heldNames: readonly string[] = [];
+  const shared = new SharedStrings(SHARED_STRINGS);
   const parseRecord = (record: LogRecord, out: SampleJoinItem[]): void => {
     const source = { topic: record.topic, partition: record.partition, offset: record.offset };
     if (record.topic === topics.featureLog) {
@@ -515,9 +562,9 @@ function parseSampleInputs(
       const block = decodeServedBlock(entry);
       // Every request logs the same feature names: the join holds one list of them, not one per request.
       if (!sameNames(entry.names, heldNames)) heldNames = entry.names;
-      const request: ServedRequest = { userId: entry.userId, requestId: entry.requestId, ts: entry.ts, names: heldNames, block, source };
+      const request: ServedRequest = { userId: shared.of(entry.userId), requestId: shared.of(entry.requestId), ts: entry.ts, names: heldNames, block, source };
       stats.servedRequests++;
-      entry.items.forEach((itemId, row) => out.push(new ServedRow(request, itemId, row)));
+      entry.items.forEach((itemId, row) => out.push(new ServedRow(request, shared.of(itemId), row)));
       return;
     }
     const parsed = parseInputEvent(record.value);
@@ -532,7 +579,19 @@ function parseSampleInputs(
         throw new Error('an impression needs requestId and position to be labelled per request');
       }
       stats.impressions++;
-      out.push(HeldImpression.of(event, event.requestId, event.position, source));
+      out.push(
+        new HeldImpression(
+          event.id,
+          shared.of(event.userId),
+          shared.of(event.itemId),
+          event.ts,
+          shared.of(event.requestId),
+          event.position,
+          source.topic,
+          source.partition,
+          source.offset,
+        ),
+      );
       return;
     }
     if (outcomeTypes.has(event.type)) {

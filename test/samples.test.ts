@@ -214,7 +214,9 @@ describe('samples pipeline', () => {
     const state = new MemorySamplesStateStore();
     const first = await start(log, { state });
     await serve(log, 'r1', 'u1', T, [['a', [2, 3]], ['b', [4, 5]]]);
-    await until(() => first.stats.impressions === 2);
+    // An impression whose id is not the `requestId:position` serving gives: it keeps its own, held and checkpointed.
+    await event(log, { id: 'client-chosen', type: 'impression', userId: 'u1', itemId: 'c', ts: T, requestId: 'r1', position: 2 });
+    await until(() => first.stats.impressions === 3);
     await first.stop();
     // Impressions are checkpointed in their plain form, the one checkpoints written by earlier versions carry.
     const saved = (await state.load())!.join.entries.find((e) => e.side === 'left' && e.item.kind === 'impression' && e.item.position === 1);
@@ -225,6 +227,8 @@ describe('samples pipeline', () => {
       position: 1,
       source: { topic: 'events', partition: 0, offset: 1 },
     });
+    const own = (await state.load())!.join.entries.find((e) => e.side === 'left' && e.item.kind === 'impression' && e.item.position === 2);
+    expect(own?.item).toMatchObject({ event: { id: 'client-chosen', requestId: 'r1', position: 2 } });
 
     const second = await start(log, { state });
     await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'b', ts: T + 100, requestId: 'r1' });
@@ -233,7 +237,7 @@ describe('samples pipeline', () => {
     const samples = await samplesOn(log);
     expect(Object.fromEntries(samples.map((s) => [s.id, [s.label, s.values]]))).toEqual({ 'r1:0': [0, [2, 3]], 'r1:1': [1, [4, 5]] });
     // The first run's impressions were not read again: the second run resumed from the checkpoint's positions.
-    expect(second.stats.impressions).toBe(3);
+    expect(second.stats.impressions).toBe(4);
   });
 
   it('at its item bound, labels the oldest requests early and keeps the features and clicks newer ones need', async () => {
