@@ -97,16 +97,25 @@ export interface IntervalJoinSnapshot<T> {
 
 export type JoinMode = 'pairs' | 'grouped';
 
+/**
+ * What one side of a bucket holds: nothing, its one entry, or a list of two or more. Most keys hold one item a side
+ * for their whole window (an impression, its served features), and a list of one would be an object more for each.
+ */
+type Held<T> = Entry<T> | Entry<T>[] | undefined;
+
 interface Bucket<T> {
   /** The key's string, held once for all the bucket's entries. */
   readonly key: string;
-  /** `NO_ENTRIES` while a side holds nothing: a held impression waits a whole window with no right item. */
-  lefts: Entry<T>[];
-  rights: Entry<T>[];
+  left: Held<T>;
+  right: Held<T>;
 }
 
-/** The list of a bucket side that holds nothing, frozen: the first entry replaces it rather than joining it. */
-const NO_ENTRIES = Object.freeze([]) as never[];
+/** Calls `visit` with each entry `held` holds. */
+function forEachHeld<T>(held: Held<T>, visit: (entry: Entry<T>) => void): void {
+  if (held === undefined) return;
+  if (Array.isArray(held)) for (const entry of held) visit(entry);
+  else visit(held);
+}
 
 interface Entry<T> {
   readonly item: T;
@@ -119,8 +128,13 @@ interface Entry<T> {
   /** Position in its bucket's array, for O(1) removal. */
   index: number;
   matched: boolean;
-  /** Grouped mode, left items only; created at the first match, as most impressions get no click. */
-  matches: T[] | undefined;
+  /**
+   * Grouped mode, left items only: the first match, and a list of the others, created at the second match. A held
+   * impression typically gets one match (its served features) for its whole window, and a list of one would be an
+   * object more for each. Items are never undefined.
+   */
+  firstMatch: T | undefined;
+  moreMatches: T[] | undefined;
 }
 
 /**
@@ -222,8 +236,8 @@ export class IntervalJoinState<T> {
   snapshot(): IntervalJoinSnapshot<T> {
     const entries: IntervalJoinSnapshot<T>['entries'][number][] = [];
     for (const bucket of this.buckets.values()) {
-      for (const e of bucket.lefts) entries.push(savedOf(e));
-      for (const e of bucket.rights) entries.push(savedOf(e));
+      forEachHeld(bucket.left, (e) => entries.push(savedOf(e)));
+      forEachHeld(bucket.right, (e) => entries.push(savedOf(e)));
     }
     return {
       watermark: this.watermarkNow === -Infinity ? null : this.watermarkNow,
@@ -244,7 +258,7 @@ export class IntervalJoinState<T> {
       this.seq = saved.seq;
       const entry = this.hold(saved.item, saved.side, this.config.key(saved.item), this.config.timestamp(saved.item));
       entry.matched = saved.matched;
-      if (saved.matches && saved.matches.length > 0) entry.matches = [...saved.matches];
+      for (const match of saved.matches ?? []) addMatch(entry, match);
       nextSeq = Math.max(nextSeq, saved.seq + 1);
     }
     this.seq = nextSeq;
@@ -254,37 +268,37 @@ export class IntervalJoinState<T> {
     const entry = this.hold(item, 'left', key, ts);
     const from = ts + this.config.lowerMs;
     const to = ts + this.config.upperMs;
-    for (const r of entry.bucket.rights) {
-      if (r.ts < from || r.ts > to) continue;
+    forEachHeld(entry.bucket.right, (r) => {
+      if (r.ts < from || r.ts > to) return;
       r.matched = true;
       entry.matched = true;
       if (this.grouped) addMatch(entry, r.item);
       else this.emit(out, { key, left: item, right: r.item });
-    }
+    });
     this.enforceBound(out);
   }
 
   private addRight(item: T, key: string, ts: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
     const entry = this.hold(item, 'right', key, ts);
     const { lowerMs, upperMs } = this.config;
-    for (const l of entry.bucket.lefts) {
-      if (ts < l.ts + lowerMs || ts > l.ts + upperMs) continue;
+    forEachHeld(entry.bucket.left, (l) => {
+      if (ts < l.ts + lowerMs || ts > l.ts + upperMs) return;
       l.matched = true;
       entry.matched = true;
       if (this.grouped) addMatch(l, item);
       else this.emit(out, { key, left: l.item, right: item });
-    }
+    });
     this.enforceBound(out);
   }
 
   private hold(item: T, side: JoinSide, key: string, ts: number): Entry<T> {
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
-      bucket = { key, lefts: NO_ENTRIES, rights: NO_ENTRIES };
+      bucket = { key, left: undefined, right: undefined };
       this.buckets.set(key, bucket);
     }
     const isLeft = side === 'left';
-    const list = isLeft ? bucket.lefts : bucket.rights;
+    const held = isLeft ? bucket.left : bucket.right;
     const entry: Entry<T> = {
       item,
       side,
@@ -292,15 +306,23 @@ export class IntervalJoinState<T> {
       expiry: isLeft ? ts + this.config.upperMs : ts - this.config.lowerMs,
       seq: this.seq++,
       bucket,
-      index: list.length,
+      index: 0,
       matched: false,
-      matches: undefined,
+      firstMatch: undefined,
+      moreMatches: undefined,
     };
-    // Most keys hold one item a side (an impression and its served features): an array literal holds exactly that
-    // one, where a push onto an empty array reserves room for 17, most of a held item's memory.
-    if (list.length > 0) list.push(entry);
-    else if (isLeft) bucket.lefts = [entry];
-    else bucket.rights = [entry];
+    let next: Entry<T> | Entry<T>[] = entry;
+    if (Array.isArray(held)) {
+      entry.index = held.length;
+      held.push(entry);
+      next = held;
+    } else if (held !== undefined) {
+      // An array literal of exactly two: a push onto an empty array would reserve room for 17.
+      entry.index = 1;
+      next = [held, entry];
+    }
+    if (isLeft) bucket.left = next;
+    else bucket.right = next;
     this.heapPush(isLeft ? this.leftHeap : this.rightHeap, entry);
     return entry;
   }
@@ -330,7 +352,7 @@ export class IntervalJoinState<T> {
     this.release(entry);
     this.stats.stateFull++;
     if (this.grouped && entry.side === 'left') {
-      this.emit(out, { key: entry.bucket.key, left: entry.item, matches: entry.matches ?? NO_MATCHES, closedEarly: true });
+      this.emit(out, { key: entry.bucket.key, left: entry.item, matches: matchesOf(entry), closedEarly: true });
     } else if (!entry.matched) {
       this.config.sideOutput.push({ reason: 'state-full', side: entry.side, item: entry.item });
     }
@@ -342,7 +364,7 @@ export class IntervalJoinState<T> {
         const entry = this.heapPop(heap)!;
         this.release(entry);
         if (this.grouped && entry.side === 'left') {
-          this.emit(out, { key: entry.bucket.key, left: entry.item, matches: entry.matches ?? NO_MATCHES });
+          this.emit(out, { key: entry.bucket.key, left: entry.item, matches: matchesOf(entry) });
         } else if (!entry.matched) {
           this.stats.unmatched++;
           this.config.sideOutput.push({ reason: 'unmatched', side: entry.side, item: entry.item });
@@ -365,18 +387,21 @@ export class IntervalJoinState<T> {
   private release(entry: Entry<T>): void {
     const bucket = entry.bucket;
     const isLeft = entry.side === 'left';
-    const list = isLeft ? bucket.lefts : bucket.rights;
-    if (list.length === 1) {
-      if (isLeft) bucket.lefts = NO_ENTRIES;
-      else bucket.rights = NO_ENTRIES;
-    } else {
-      const last = list.pop()!;
+    const held = isLeft ? bucket.left : bucket.right;
+    let next: Held<T> = undefined;
+    if (Array.isArray(held)) {
+      const last = held.pop()!;
       if (last !== entry) {
-        list[entry.index] = last;
+        held[entry.index] = last;
         last.index = entry.index;
       }
+      // Back to one entry: held on its own again, not in a list of one.
+      if (held.length === 1) held[0]!.index = 0;
+      next = held.length === 1 ? held[0] : held;
     }
-    if (bucket.lefts.length === 0 && bucket.rights.length === 0) this.buckets.delete(bucket.key);
+    if (isLeft) bucket.left = next;
+    else bucket.right = next;
+    if (bucket.left === undefined && bucket.right === undefined) this.buckets.delete(bucket.key);
   }
 
   private heapPush(heap: Entry<T>[], entry: Entry<T>): void {
@@ -415,17 +440,20 @@ export class IntervalJoinState<T> {
 
 const NO_MATCHES: readonly never[] = Object.freeze([]);
 
-/**
- * Adds a match to a held left item. The first makes an array literal of exactly one: a push onto an empty array
- * reserves room for 17, and a held impression typically gets one match (its served features) for its whole window.
- */
 function addMatch<T>(entry: Entry<T>, item: T): void {
-  if (entry.matches) entry.matches.push(item);
-  else entry.matches = [item];
+  if (entry.firstMatch === undefined) entry.firstMatch = item;
+  else if (entry.moreMatches) entry.moreMatches.push(item);
+  else entry.moreMatches = [item];
+}
+
+/** A left entry's matches as the list a group carries, made when it is emitted or saved. */
+function matchesOf<T>(entry: Entry<T>): readonly T[] {
+  if (entry.firstMatch === undefined) return NO_MATCHES;
+  return entry.moreMatches ? [entry.firstMatch, ...entry.moreMatches] : [entry.firstMatch];
 }
 
 function savedOf<T>(e: Entry<T>): IntervalJoinSnapshot<T>['entries'][number] {
-  const matches = e.matches ? { matches: [...e.matches] } : {};
+  const matches = e.firstMatch !== undefined ? { matches: [...matchesOf(e)] } : {};
   return { side: e.side, item: e.item, seq: e.seq, matched: e.matched, ...matches };
 }
 
