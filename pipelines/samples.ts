@@ -9,6 +9,7 @@ import { defineOperator, type Operator } from '../operators/operator.js';
 import { Pipeline } from '../operators/pipeline.js';
 import { PipelineRunner } from '../operators/runtime.js';
 import { BEHAVIOUR_TYPES, LIMITS, parseInputEvent, type BehaviourEvent, type BehaviourType } from '../schema/events.js';
+import { remembered } from '../schema/remembered.js';
 import { MAX_SAMPLE_FEATURES, type LabelledSample } from '../schema/samples.js';
 
 /**
@@ -510,32 +511,12 @@ function sameNames(a: readonly string[], b: readonly string[]): boolean {
   return true;
 }
 
-/** Strings the parser shares at most (twice this, over two generations). */
-const SHARED_STRINGS = 16_384;
-
 /**
- * One copy of each id among recently parsed records. Each record parses into strings of its own, so the ten
+ * Ids the parser shares at most, over two generations. Each record parses into strings of its own, so the ten
  * impressions of a request held ten copies of its request id and user id, and its features record another copy of
- * each item id: about 1.5 KB a request that the join holds for the whole attribution window. Two generations bound
- * what this keeps alive beyond the join.
+ * each item id: about 1.5 KB a request that the join holds for the whole attribution window.
  */
-class SharedStrings {
-  private current = new Map<string, string>();
-  private previous = new Map<string, string>();
-
-  constructor(private readonly perGeneration: number) {}
-
-  of(text: string): string {
-    const held = this.current.get(text) ?? this.previous.get(text);
-    if (held !== undefined) return held;
-    if (this.current.size >= this.perGeneration) {
-      this.previous = this.current;
-      this.current = new Map();
-    }
-    this.current.set(text, text);
-    return text;
-  }
-}
+const SHARED_STRINGS = 32_768;
 
 /** Log records from `events` and `feature-log` to join items; the rest is ignored or dead-lettered. */
 function parseSampleInputs(
@@ -545,7 +526,7 @@ function parseSampleInputs(
   stats: SamplesStats,
 ): Operator<LogRecord, SampleJoinItem> {
   let heldNames: readonly string[] = [];
-  const shared = new SharedStrings(SHARED_STRINGS);
+  const sharedCopy = remembered((text: string) => text, SHARED_STRINGS);
   const parseRecord = (record: LogRecord, out: SampleJoinItem[]): void => {
     const source = { topic: record.topic, partition: record.partition, offset: record.offset };
     if (record.topic === topics.featureLog) {
@@ -562,9 +543,9 @@ function parseSampleInputs(
       const block = decodeServedBlock(entry);
       // Every request logs the same feature names: the join holds one list of them, not one per request.
       if (!sameNames(entry.names, heldNames)) heldNames = entry.names;
-      const request: ServedRequest = { userId: shared.of(entry.userId), requestId: shared.of(entry.requestId), ts: entry.ts, names: heldNames, block, source };
+      const request: ServedRequest = { userId: sharedCopy(entry.userId), requestId: sharedCopy(entry.requestId), ts: entry.ts, names: heldNames, block, source };
       stats.servedRequests++;
-      entry.items.forEach((itemId, row) => out.push(new ServedRow(request, shared.of(itemId), row)));
+      entry.items.forEach((itemId, row) => out.push(new ServedRow(request, sharedCopy(itemId), row)));
       return;
     }
     const parsed = parseInputEvent(record.value);
@@ -582,10 +563,10 @@ function parseSampleInputs(
       out.push(
         new HeldImpression(
           event.id,
-          shared.of(event.userId),
-          shared.of(event.itemId),
+          sharedCopy(event.userId),
+          sharedCopy(event.itemId),
           event.ts,
-          shared.of(event.requestId),
+          sharedCopy(event.requestId),
           event.position,
           source.topic,
           source.partition,
