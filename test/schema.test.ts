@@ -8,6 +8,7 @@ import {
   parseRecommendationRequest,
   type ItemEvent,
 } from '../schema/events.js';
+import { labelledSampleSchema, parseLabelledSample } from '../schema/samples.js';
 
 const click = { id: 'e1', type: 'click', userId: 'u1', itemId: 'i1', ts: 1_700_000_000_000 };
 
@@ -139,5 +140,62 @@ describe('decoding a payload several pipelines read', () => {
     expect(again).toEqual(decoded);
     const recent = payload(20_000);
     expect(parseInputEvent(recent)).toBe(parseInputEvent(recent));
+  });
+});
+
+describe('sample validation', () => {
+  it('accepts exactly the samples the schema accepts, on its fast path and off it', () => {
+    const idLike = fc.oneof(fc.string({ maxLength: 3 }), fc.constant('x'.repeat(LIMITS.idLength)), fc.constant('x'.repeat(LIMITS.idLength + 1)), fc.integer());
+    const wholeLike = (max: number) => fc.oneof(fc.integer({ min: -2, max: 3 }), fc.constantFrom(max, max + 1, 0.5, -0, Number.NaN, 2 ** 53 + 2, '7'));
+    const nameLike = fc.oneof(fc.constantFrom('a', 'b', ''), fc.constant('n'.repeat(LIMITS.stringLength + 1)), fc.integer());
+    const valueLike = fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, '1', null));
+    const field = {
+      id: idLike,
+      requestId: idLike,
+      userId: idLike,
+      itemId: idLike,
+      position: wholeLike(100_000),
+      ts: wholeLike(8.64e15),
+      featuresTs: wholeLike(8.64e15),
+      label: fc.constantFrom(0, 1, 2, -0, true, '1'),
+      converted: fc.constantFrom(0, 1, 0.5, null),
+      outcomes: fc.oneof(fc.array(fc.constantFrom('click', 'purchase', 'hover', 3), { maxLength: 9 }), fc.constant('click')),
+      names: fc.oneof(fc.array(nameLike, { maxLength: 3 }), fc.constant(['a', 'b']), fc.constant('a')),
+      values: fc.oneof(fc.array(valueLike, { maxLength: 3 }), fc.constant([0.5, -1])),
+      extra: fc.constant(1),
+    };
+    const valid = {
+      id: 'r:0', requestId: 'r', userId: 'u', itemId: 'i', position: 0, ts: 5, label: 1, converted: 0,
+      outcomes: ['click'], featuresTs: 5, names: ['a', 'b'], values: [0.5, -1],
+    };
+    // Valid samples with a few fields replaced, added or dropped, so that both paths and every rule get exercised.
+    const sample = fc
+      .tuple(
+        fc.array(fc.oneof(...Object.entries(field).map(([key, value]) => (value as fc.Arbitrary<unknown>).map((v) => [key, v] as const))), { maxLength: 3 }),
+        fc.oneof(fc.constant([]), fc.constant([]), fc.subarray(Object.keys(valid), { maxLength: 1 })),
+      )
+      .map(([changes, dropped]) => {
+        const out: Record<string, unknown> = { ...valid, ...Object.fromEntries(changes) };
+        for (const key of dropped) delete out[key];
+        return out;
+      });
+    const agrees = (actual: ReturnType<typeof parseLabelledSample>, value: unknown): boolean => {
+      const expected = labelledSampleSchema.safeParse(value);
+      expect(actual.ok).toBe(expected.success);
+      if (actual.ok && expected.success) expect(actual.value).toEqual(expected.data);
+      if (!actual.ok && !expected.success) expect(actual.error.field).toBe(expected.error.issues[0]!.path.map(String).join('.'));
+      return expected.success;
+    };
+    let accepted = 0;
+    fc.assert(
+      fc.property(sample, (raw) => {
+        if (agrees(parseLabelledSample(raw), raw)) accepted++;
+        // As read off the topic. JSON turns NaN and Infinity into null, which the schema refuses as well.
+        const text = JSON.stringify(raw);
+        agrees(parseLabelledSample(text), JSON.parse(text));
+      }),
+      { numRuns: 3000 },
+    );
+    expect(accepted).toBeGreaterThan(100);
   });
 });
