@@ -51,6 +51,8 @@ export class Guardrails<F> {
   private servingSince: RollingMetrics;
   private readonly unsubscribe: () => void;
   private loadError: { version: string; error: Error } | undefined;
+  /** The serving version's AUC as last recorded in the registry, and the samples it had scored then. */
+  private recordedAuc = { version: '', total: 0, auc: NaN };
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -150,11 +152,15 @@ export class Guardrails<F> {
     if (!serving) return undefined;
     const metrics = this.byVersion.get(serving.version);
     if (metrics) {
-      const snapshot = metrics.snapshot();
+      // The AUC sorts the whole window: a trainer checks after every batch, many a second, so the AUC it records is
+      // computed again only once a tenth of a window has been scored since. Logloss is a running sum, always current.
+      if (this.recordedAuc.version !== serving.version || metrics.total - this.recordedAuc.total >= Math.max(1, this.window / 10)) {
+        this.recordedAuc = { version: serving.version, total: metrics.total, auc: metrics.auc() };
+      }
       this.registry.recordMetrics(this.model, serving.version, {
-        logloss: snapshot.logloss,
-        auc: snapshot.auc,
-        samples: snapshot.total,
+        logloss: metrics.logloss(),
+        auc: this.recordedAuc.auc,
+        samples: metrics.total,
       });
     }
     const entry = this.registry.get(this.model, serving.version);

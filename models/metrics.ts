@@ -12,33 +12,36 @@ export function logLoss(p: number, label: number): number {
 }
 
 /**
- * ROC AUC by the rank-sum (Mann-Whitney) statistic: the probability that a random positive outscores a random
- * negative, ties counting one half. NaN when either class is absent. O(n log n).
+ * ROC AUC as the Mann-Whitney statistic: the probability that a random positive outscores a random negative, ties
+ * counting one half. NaN when either class is absent. O(n log n).
  */
 export function rocAuc(scores: ArrayLike<number>, labels: ArrayLike<number>, count = scores.length): number {
-  const order = new Uint32Array(count);
-  for (let i = 0; i < count; i++) order[i] = i;
-  order.sort((a, b) => scores[a]! - scores[b]!);
   let positives = 0;
-  let rankSumPositives = 0;
-  let i = 0;
-  while (i < count) {
-    let j = i;
-    const score = scores[order[i]!]!;
-    while (j + 1 < count && scores[order[j + 1]!] === score) j++;
-    // Tied scores share the mean of ranks i+1 .. j+1.
-    const meanRank = (i + j) / 2 + 1;
-    for (let t = i; t <= j; t++) {
-      if (labels[order[t]!] === 1) {
-        positives++;
-        rankSumPositives += meanRank;
-      }
-    }
-    i = j + 1;
-  }
+  for (let i = 0; i < count; i++) if (labels[i] === 1) positives++;
   const negatives = count - positives;
   if (positives === 0 || negatives === 0) return NaN;
-  return (rankSumPositives - (positives * (positives + 1)) / 2) / (positives * negatives);
+  // Each class sorted on its own, by the typed arrays' native numeric sort: a sort of indices through a comparator
+  // took milliseconds over a 10,000-sample window, and the trainer asks for it at every check.
+  const positiveScores = new Float64Array(positives);
+  const negativeScores = new Float64Array(negatives);
+  for (let i = 0, p = 0, n = 0; i < count; i++) {
+    if (labels[i] === 1) positiveScores[p++] = scores[i]!;
+    else negativeScores[n++] = scores[i]!;
+  }
+  positiveScores.sort();
+  negativeScores.sort();
+  // Per positive, in ascending order: the negatives below it win it a pair each, those equal to it half a pair.
+  let wins = 0;
+  let below = 0;
+  let notAbove = 0;
+  for (let p = 0; p < positives; p++) {
+    const score = positiveScores[p]!;
+    while (below < negatives && negativeScores[below]! < score) below++;
+    if (notAbove < below) notAbove = below;
+    while (notAbove < negatives && negativeScores[notAbove]! === score) notAbove++;
+    wins += below + (notAbove - below) / 2;
+  }
+  return wins / (positives * negatives);
 }
 
 export interface MetricsSnapshot {

@@ -46,6 +46,26 @@ function trained(draw: () => Sample, samples: number): FtrlLearner {
 }
 
 describe('Guardrails', () => {
+  it("records the serving version's logloss at every check, and its AUC again once a tenth of a window is scored", () => {
+    const draw = synthetic(3);
+    const registry = new ModelRegistry();
+    const guardrails = new Guardrails(registry, 'ctr', ftrlPredictor, { window: 1000, minSamples: 100 });
+    registry.register(trained(draw, 2000).export({ model: 'ctr', version: 'v1', parent: null }));
+    const recorded = () => registry.get('ctr', 'v1')!.metrics;
+    for (let i = 0; i < 300; i++) guardrails.observe(draw());
+    guardrails.check();
+    expect(recorded()).toMatchObject({ samples: 300, auc: guardrails.metrics('v1')!.auc, logloss: guardrails.metrics('v1')!.logloss });
+    const first = recorded().auc!;
+    for (let i = 0; i < 99; i++) guardrails.observe(draw());
+    guardrails.check();
+    expect(recorded()).toMatchObject({ samples: 399, auc: first, logloss: guardrails.metrics('v1')!.logloss });
+    expect(guardrails.metrics('v1')!.auc).not.toBe(first);
+    guardrails.observe(draw());
+    guardrails.check();
+    expect(recorded()).toMatchObject({ samples: 400, auc: guardrails.metrics('v1')!.auc });
+    guardrails.close();
+  });
+
   it('rolls back an injected bad version to its parent once it has enough samples', () => {
     const draw = synthetic(1);
     const learner = trained(draw, 5000);
