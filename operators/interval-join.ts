@@ -48,6 +48,11 @@ export interface IntervalJoinConfig<T> {
   readonly left: (item: T) => boolean;
   readonly right: (item: T) => boolean;
   readonly key: (item: T) => string;
+  /**
+   * A further condition a left and a right item of the same key, in each other's interval, must meet to match (an
+   * interval join's extra join predicate). Default none: key and time decide.
+   */
+  readonly condition?: (left: T, right: T) => boolean;
   /** Event time in ms. */
   readonly timestamp: (item: T) => number;
   /** A right item matches a left item of the same key when left.ts + lowerMs <= right.ts <= left.ts + upperMs. */
@@ -268,8 +273,9 @@ export class IntervalJoinState<T> {
     const entry = this.hold(item, 'left', key, ts);
     const from = ts + this.config.lowerMs;
     const to = ts + this.config.upperMs;
+    const condition = this.config.condition;
     forEachHeld(entry.bucket.right, (r) => {
-      if (r.ts < from || r.ts > to) return;
+      if (r.ts < from || r.ts > to || (condition !== undefined && !condition(item, r.item))) return;
       r.matched = true;
       entry.matched = true;
       if (this.grouped) addMatch(entry, r.item);
@@ -280,9 +286,9 @@ export class IntervalJoinState<T> {
 
   private addRight(item: T, key: string, ts: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
     const entry = this.hold(item, 'right', key, ts);
-    const { lowerMs, upperMs } = this.config;
+    const { lowerMs, upperMs, condition } = this.config;
     forEachHeld(entry.bucket.left, (l) => {
-      if (ts < l.ts + lowerMs || ts > l.ts + upperMs) return;
+      if (ts < l.ts + lowerMs || ts > l.ts + upperMs || (condition !== undefined && !condition(l.item, item))) return;
       l.matched = true;
       entry.matched = true;
       if (this.grouped) addMatch(l, item);
@@ -465,7 +471,8 @@ export type IntervalJoinOperator<T, O> = Operator<T, O> & { readonly state: Inte
 
 /**
  * Event-time interval join of two kinds of item arriving in one stream (impressions and clicks from `events`): a
- * right item matches each left item of the same key with left.ts + lowerMs <= right.ts <= left.ts + upperMs.
+ * right item matches each left item of the same key with left.ts + lowerMs <= right.ts <= left.ts + upperMs (and
+ * `condition(left, right)`, when given).
  *
  * - `pairs`: each match is emitted in the batch where its second item arrives.
  * - `grouped`: an outer join on the left; each left item is emitted once, with all its matches, in the batch whose

@@ -26,7 +26,12 @@ interface Case {
   readonly flushOnComplete: boolean;
   /** Batch index before which the join is snapshotted to JSON and continued by a fresh operator; -1 for none. */
   readonly restartAt: number;
+  /** Whether pairs must also meet `extraCondition`. */
+  readonly conditioned: boolean;
 }
+
+/** A join predicate beyond key and time, for the cases that have one: about a third of pairs fail it. */
+const extraCondition = (l: Ev, r: Ev) => (l.id * 7 + r.id) % 3 !== 0;
 
 const isLeft = (e: Ev) => e.kind === 'L' || e.kind === 'B';
 const isRight = (e: Ev) => e.kind === 'R' || e.kind === 'B';
@@ -53,8 +58,9 @@ const caseArb: fc.Arbitrary<Case> = fc
     width: fc.integer({ min: 0, max: 20 }),
     flushOnComplete: fc.boolean(),
     restart: fc.nat({ max: 30 }),
+    conditioned: fc.boolean(),
   })
-  .map(({ raw, cuts, slacks, tail, lowerMs, width, flushOnComplete, restart }) => {
+  .map(({ raw, cuts, slacks, tail, lowerMs, width, flushOnComplete, restart, conditioned }) => {
     const events = raw.map((e, id) => ({ ...e, id }));
     const bounds = [...new Set(cuts.map((c) => Math.min(c, events.length)))].sort((a, b) => a - b);
     const batches: { items: Ev[]; watermark: number }[] = [];
@@ -67,7 +73,7 @@ const caseArb: fc.Arbitrary<Case> = fc
       start = end;
     }
     for (const step of tail) batches.push({ items: [], watermark: (maxTs === -Infinity ? 0 : maxTs) + step });
-    return { batches, lowerMs, upperMs: lowerMs + width, flushOnComplete, restartAt: restart < batches.length ? restart : -1 };
+    return { batches, lowerMs, upperMs: lowerMs + width, flushOnComplete, restartAt: restart < batches.length ? restart : -1, conditioned };
   });
 
 interface Observed {
@@ -97,6 +103,7 @@ function runJoin(c: Case, mode: JoinMode): Observed {
       left: isLeft,
       right: isRight,
       key: (e) => e.key,
+      ...(c.conditioned ? { condition: extraCondition } : {}),
       timestamp: (e) => e.ts,
       lowerMs: c.lowerMs,
       upperMs: c.upperMs,
@@ -158,7 +165,8 @@ function reference(c: Case, mode: JoinMode): Observed {
     watermark = Math.max(watermark, b.watermark);
     watermarkAfter.push(watermark);
   });
-  const matches = (l: Ev, r: Ev) => l.key === r.key && l.ts + c.lowerMs <= r.ts && r.ts <= l.ts + c.upperMs;
+  const matches = (l: Ev, r: Ev) =>
+    l.key === r.key && l.ts + c.lowerMs <= r.ts && r.ts <= l.ts + c.upperMs && (!c.conditioned || extraCondition(l, r));
   /** The input batch after which an item held until the watermark passes `expiry` is freed; n is the flush. */
   const freedAt = (e: Ev, expiry: number): number | undefined => {
     for (let k = arrival.get(e)!; k < n; k++) if (watermarkAfter[k]! > expiry) return k;
