@@ -461,6 +461,18 @@ function keyOf(item: SampleJoinItem): string {
   return item.kind === 'outcome' ? joinKey(item.event.userId, item.event.itemId) : joinKey(item.userId, item.itemId);
 }
 
+/**
+ * Whether a right item can belong to a held impression of its key: served features only to their own request's
+ * impression, and an outcome that names its request only to that request's. Served features of a later request for
+ * the same user and item would otherwise be held with the earlier impression, and its whole request block with them,
+ * for the rest of that impression's window.
+ */
+function sameRequest(left: SampleJoinItem, right: SampleJoinItem): boolean {
+  const requestId = (left as HeldImpression).requestId;
+  if (right.kind === 'served') return right.requestId === requestId;
+  return right.kind !== 'outcome' || right.event.requestId === undefined || right.event.requestId === requestId;
+}
+
 function timeOf(item: SampleJoinItem): number {
   return item.kind === 'outcome' ? item.event.ts : item.ts;
 }
@@ -799,6 +811,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
     left: (item) => item.kind === 'impression',
     right: (item) => item.kind !== 'impression',
     key: keyOf,
+    condition: sameRequest,
     timestamp: timeOf,
     lowerMs: 0,
     upperMs: windowMs,

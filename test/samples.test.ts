@@ -136,6 +136,24 @@ describe('samples pipeline', () => {
     expect(letters.find((l) => l.reason.startsWith('no served'))!.source.topic).toBe('events');
   });
 
+  it("holds served features and outcomes that name a request only with that request's impression", async () => {
+    const log = await newLog();
+    const job = await start(log);
+    await serve(log, 'r1', 'u1', T, [['a', [1, 0.1]]]);
+    // r2 served the same user the same item, but its impression never came; then a click names r2.
+    const featureLog = new TopicFeatureLog(log);
+    featureLog.push({ requestId: 'r2', userId: 'u1', ts: T + 1000, names: NAMES, items: [{ itemId: 'a', values: [2, 0.2] }] });
+    await featureLog.flush();
+    await event(log, { id: 'k2', type: 'click', userId: 'u1', itemId: 'a', ts: T + 1500, requestId: 'r2' });
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+
+    await until(() => job.stats.samples === 1 && job.stats.unusedFeatures === 1);
+    const [sample] = await samplesOn(log);
+    expect(sample).toMatchObject({ requestId: 'r1', itemId: 'a', label: 0, outcomes: [], values: [1, Math.fround(0.1)] });
+    // Neither belonged to r1's impression: r2's features went unused and its click unattributed.
+    expect(job.stats).toMatchObject({ unusedFeatures: 1, unattributedOutcomes: 1, missingFeatures: 0 });
+  });
+
   it('dead-letters a malformed feature-log record with the field at fault, even after valid records with the same names', async () => {
     const log = await newLog();
     const job = await start(log);
