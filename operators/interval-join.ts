@@ -102,44 +102,18 @@ export interface IntervalJoinSnapshot<T> {
 
 export type JoinMode = 'pairs' | 'grouped';
 
-/**
- * What one side of a bucket holds: nothing, its one entry, or a list of two or more. Most keys hold one item a side
- * for their whole window (an impression, its served features), and a list of one would be an object more for each.
- */
-type Held<T> = Entry<T> | Entry<T>[] | undefined;
+const LEFT = 0;
+const RIGHT = 1;
+const NONE = -1;
+const INITIAL_SLOTS = 1024;
+const INITIAL_BUCKETS = 256;
+const NO_MATCHES: readonly never[] = Object.freeze([]);
 
-interface Bucket<T> {
-  /** The key's string, held once for all the bucket's entries. */
-  readonly key: string;
-  left: Held<T>;
-  right: Held<T>;
-}
-
-/** Calls `visit` with each entry `held` holds. */
-function forEachHeld<T>(held: Held<T>, visit: (entry: Entry<T>) => void): void {
-  if (held === undefined) return;
-  if (Array.isArray(held)) for (const entry of held) visit(entry);
-  else visit(held);
-}
-
-interface Entry<T> {
-  readonly item: T;
-  readonly side: JoinSide;
-  readonly ts: number;
-  /** Freed once the watermark is above this. */
-  readonly expiry: number;
-  readonly seq: number;
-  readonly bucket: Bucket<T>;
-  /** Position in its bucket's array, for O(1) removal. */
-  index: number;
-  matched: boolean;
-  /**
-   * Grouped mode, left items only: the first match, and a list of the others, created at the second match. A held
-   * impression typically gets one match (its served features) for its whole window, and a list of one would be an
-   * object more for each. Items are never undefined.
-   */
-  firstMatch: T | undefined;
-  moreMatches: T[] | undefined;
+function grown<A extends Float64Array | Int32Array | Uint8Array>(array: A, length: number, fill = 0): A {
+  const next = new (array.constructor as new (length: number) => A)(length);
+  next.set(array);
+  if (fill !== 0) next.fill(fill, array.length);
+  return next;
 }
 
 /**
@@ -152,7 +126,13 @@ interface Entry<T> {
  * right item until the watermark passes ts - lowerMs, after which no acceptable left item could match it.
  *
  * Each arriving item is compared with the held items of its key on the other side, so its cost grows with how many
- * items one key has within an interval; freeing is a binary heap on expiry per side, O(log held) per item.
+ * items one key has within an interval; freeing is a binary heap on time per side, O(log held) per item.
+ *
+ * Held items live in slots, and everything the join keeps about a slot is a column: typed arrays for times, order,
+ * flags and the links between the slots of one key (a list per key and side, in arrival order), plain arrays for the
+ * items and their matches. A join can hold a million items for a whole attribution window, and as objects each took
+ * four more (its entry, the entry's two boxed times, its key's bucket): the collector's marking of those, on the
+ * event loop, stalled serving for hundreds of milliseconds. Keys are numbered buckets, free slots and buckets reused.
  */
 export class IntervalJoinState<T> {
   readonly stats: IntervalJoinStats = {
@@ -167,12 +147,39 @@ export class IntervalJoinState<T> {
   };
   private watermarkNow = -Infinity;
   private seq = 0;
-  private readonly buckets = new ShardedMap<Bucket<T>>();
-  /** Min-heaps on (expiry, seq), one a side: the next item of the side to free is always on top. */
-  private readonly leftHeap: Entry<T>[] = [];
-  private readonly rightHeap: Entry<T>[] = [];
   private readonly maxStateItems: number;
   private readonly grouped: boolean;
+
+  /** Bucket number of each held key. */
+  private readonly buckets = new ShardedMap<number>();
+  private bucketKeys: (string | undefined)[] = [];
+  /** First and last slot of each bucket's list per side, at 2 * bucket + side. */
+  private bucketHeads = new Int32Array(2 * INITIAL_BUCKETS).fill(NONE);
+  private bucketTails = new Int32Array(2 * INITIAL_BUCKETS).fill(NONE);
+  private readonly freeBuckets: number[] = [];
+
+  private items: (T | undefined)[] = [];
+  private times = new Float64Array(INITIAL_SLOTS);
+  /** Arrival order, which breaks ties between items of the same time. */
+  private seqs = new Float64Array(INITIAL_SLOTS);
+  private sides = new Uint8Array(INITIAL_SLOTS);
+  private matchedFlags = new Uint8Array(INITIAL_SLOTS);
+  private bucketOf = new Int32Array(INITIAL_SLOTS);
+  private nextInBucket = new Int32Array(INITIAL_SLOTS);
+  private previousInBucket = new Int32Array(INITIAL_SLOTS);
+  /**
+   * Grouped mode, left items only: the first match, and a list of the others, made at the second match. A held
+   * impression typically gets one match (its served features) for its whole window.
+   */
+  private firstMatches: (T | undefined)[] = [];
+  private moreMatches: (T[] | undefined)[] = [];
+  private readonly freeSlots: number[] = [];
+  /** Slots ever used: those below it are held or free. */
+  private usedSlots = 0;
+
+  /** Min-heaps of slots on (time, arrival), one a side: the next item of the side to free is always on top. */
+  private readonly heaps = [new Int32Array(INITIAL_SLOTS), new Int32Array(INITIAL_SLOTS)];
+  private readonly heapSizes = [0, 0];
 
   constructor(
     private readonly config: IntervalJoinConfig<T>,
@@ -186,6 +193,12 @@ export class IntervalJoinState<T> {
     if (!Number.isInteger(this.maxStateItems) || this.maxStateItems < 1) {
       throw new RangeError(`maxStateItems must be a positive integer, got ${this.maxStateItems}`);
     }
+    this.items.length = INITIAL_SLOTS;
+    this.firstMatches.length = INITIAL_SLOTS;
+    this.moreMatches.length = INITIAL_SLOTS;
+    this.items.fill(undefined);
+    this.firstMatches.fill(undefined);
+    this.moreMatches.fill(undefined);
   }
 
   get watermark(): number {
@@ -194,7 +207,7 @@ export class IntervalJoinState<T> {
 
   /** Items held, both sides. */
   get size(): number {
-    return this.leftHeap.length + this.rightHeap.length;
+    return this.heapSizes[LEFT]! + this.heapSizes[RIGHT]!;
   }
 
   get keys(): number {
@@ -241,8 +254,12 @@ export class IntervalJoinState<T> {
   snapshot(): IntervalJoinSnapshot<T> {
     const entries: IntervalJoinSnapshot<T>['entries'][number][] = [];
     for (const bucket of this.buckets.values()) {
-      forEachHeld(bucket.left, (e) => entries.push(savedOf(e)));
-      forEachHeld(bucket.right, (e) => entries.push(savedOf(e)));
+      for (const side of [LEFT, RIGHT]) {
+        for (let slot = this.bucketHeads[2 * bucket + side]!; slot !== NONE; slot = this.nextInBucket[slot]!) {
+          const matches = this.firstMatches[slot] !== undefined ? { matches: [...this.matchesOf(slot)] } : {};
+          entries.push({ side: side === LEFT ? 'left' : 'right', item: this.items[slot]!, seq: this.seqs[slot]!, matched: this.matchedFlags[slot] === 1, ...matches });
+        }
+      }
     }
     return {
       watermark: this.watermarkNow === -Infinity ? null : this.watermarkNow,
@@ -254,83 +271,112 @@ export class IntervalJoinState<T> {
   /** Replaces the state with a snapshot's; key and time are recomputed from the items with this join's config. */
   restore(snapshot: IntervalJoinSnapshot<T>): void {
     this.buckets.clear();
-    this.leftHeap.length = 0;
-    this.rightHeap.length = 0;
+    this.bucketKeys = [];
+    this.bucketHeads.fill(NONE);
+    this.bucketTails.fill(NONE);
+    this.freeBuckets.length = 0;
+    this.items.fill(undefined);
+    this.firstMatches.fill(undefined);
+    this.moreMatches.fill(undefined);
+    this.freeSlots.length = 0;
+    this.usedSlots = 0;
+    this.heapSizes[LEFT] = 0;
+    this.heapSizes[RIGHT] = 0;
     this.watermarkNow = snapshot.watermark ?? -Infinity;
     Object.assign(this.stats, snapshot.stats);
     let nextSeq = 0;
     for (const saved of snapshot.entries) {
       this.seq = saved.seq;
-      const entry = this.hold(saved.item, saved.side, this.config.key(saved.item), this.config.timestamp(saved.item));
-      entry.matched = saved.matched;
-      for (const match of saved.matches ?? []) addMatch(entry, match);
+      const side = saved.side === 'left' ? LEFT : RIGHT;
+      const slot = this.hold(saved.item, side, this.config.key(saved.item), this.config.timestamp(saved.item));
+      this.matchedFlags[slot] = saved.matched ? 1 : 0;
+      for (const match of saved.matches ?? []) this.addMatch(slot, match);
       nextSeq = Math.max(nextSeq, saved.seq + 1);
     }
     this.seq = nextSeq;
   }
 
   private addLeft(item: T, key: string, ts: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
-    const entry = this.hold(item, 'left', key, ts);
+    const slot = this.hold(item, LEFT, key, ts);
     const from = ts + this.config.lowerMs;
     const to = ts + this.config.upperMs;
     const condition = this.config.condition;
-    forEachHeld(entry.bucket.right, (r) => {
-      if (r.ts < from || r.ts > to || (condition !== undefined && !condition(item, r.item))) return;
-      r.matched = true;
-      entry.matched = true;
-      if (this.grouped) addMatch(entry, r.item);
-      else this.emit(out, { key, left: item, right: r.item });
-    });
+    const times = this.times;
+    for (let r = this.bucketHeads[2 * this.bucketOf[slot]! + RIGHT]!; r !== NONE; r = this.nextInBucket[r]!) {
+      const right = this.items[r]!;
+      if (times[r]! < from || times[r]! > to || (condition !== undefined && !condition(item, right))) continue;
+      this.matchedFlags[r] = 1;
+      this.matchedFlags[slot] = 1;
+      if (this.grouped) this.addMatch(slot, right);
+      else this.emit(out, { key, left: item, right });
+    }
     this.enforceBound(out);
   }
 
   private addRight(item: T, key: string, ts: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
-    const entry = this.hold(item, 'right', key, ts);
+    const slot = this.hold(item, RIGHT, key, ts);
     const { lowerMs, upperMs, condition } = this.config;
-    forEachHeld(entry.bucket.left, (l) => {
-      if (ts < l.ts + lowerMs || ts > l.ts + upperMs || (condition !== undefined && !condition(l.item, item))) return;
-      l.matched = true;
-      entry.matched = true;
-      if (this.grouped) addMatch(l, item);
-      else this.emit(out, { key, left: l.item, right: item });
-    });
+    const times = this.times;
+    for (let l = this.bucketHeads[2 * this.bucketOf[slot]! + LEFT]!; l !== NONE; l = this.nextInBucket[l]!) {
+      const left = this.items[l]!;
+      if (ts < times[l]! + lowerMs || ts > times[l]! + upperMs || (condition !== undefined && !condition(left, item))) continue;
+      this.matchedFlags[l] = 1;
+      this.matchedFlags[slot] = 1;
+      if (this.grouped) this.addMatch(l, item);
+      else this.emit(out, { key, left, right: item });
+    }
     this.enforceBound(out);
   }
 
-  private hold(item: T, side: JoinSide, key: string, ts: number): Entry<T> {
+  /** Takes a slot for `item`, appends it to its key's list for `side` and to the side's heap. */
+  private hold(item: T, side: number, key: string, ts: number): number {
     let bucket = this.buckets.get(key);
     if (bucket === undefined) {
-      bucket = { key, left: undefined, right: undefined };
+      bucket = this.freeBuckets.pop() ?? this.bucketKeys.length;
+      if (2 * bucket >= this.bucketHeads.length) {
+        this.bucketHeads = grown(this.bucketHeads, 4 * bucket + 2, NONE);
+        this.bucketTails = grown(this.bucketTails, 4 * bucket + 2, NONE);
+      }
+      this.bucketKeys[bucket] = key;
       this.buckets.set(key, bucket);
     }
-    const isLeft = side === 'left';
-    const held = isLeft ? bucket.left : bucket.right;
-    const entry: Entry<T> = {
-      item,
-      side,
-      ts,
-      expiry: isLeft ? ts + this.config.upperMs : ts - this.config.lowerMs,
-      seq: this.seq++,
-      bucket,
-      index: 0,
-      matched: false,
-      firstMatch: undefined,
-      moreMatches: undefined,
-    };
-    let next: Entry<T> | Entry<T>[] = entry;
-    if (Array.isArray(held)) {
-      entry.index = held.length;
-      held.push(entry);
-      next = held;
-    } else if (held !== undefined) {
-      // An array literal of exactly two: a push onto an empty array would reserve room for 17.
-      entry.index = 1;
-      next = [held, entry];
+    const slot = this.freeSlots.pop() ?? this.newSlot();
+    this.items[slot] = item;
+    this.times[slot] = ts;
+    this.seqs[slot] = this.seq++;
+    this.sides[slot] = side;
+    this.matchedFlags[slot] = 0;
+    this.bucketOf[slot] = bucket;
+    const list = 2 * bucket + side;
+    const tail = this.bucketTails[list]!;
+    this.previousInBucket[slot] = tail;
+    this.nextInBucket[slot] = NONE;
+    if (tail === NONE) this.bucketHeads[list] = slot;
+    else this.nextInBucket[tail] = slot;
+    this.bucketTails[list] = slot;
+    this.heapPush(side, slot);
+    return slot;
+  }
+
+  private newSlot(): number {
+    const slot = this.usedSlots++;
+    if (slot === this.times.length) {
+      const capacity = 2 * slot;
+      this.times = grown(this.times, capacity);
+      this.seqs = grown(this.seqs, capacity);
+      this.sides = grown(this.sides, capacity);
+      this.matchedFlags = grown(this.matchedFlags, capacity);
+      this.bucketOf = grown(this.bucketOf, capacity);
+      this.nextInBucket = grown(this.nextInBucket, capacity);
+      this.previousInBucket = grown(this.previousInBucket, capacity);
+      this.heaps[LEFT] = grown(this.heaps[LEFT]!, capacity);
+      this.heaps[RIGHT] = grown(this.heaps[RIGHT]!, capacity);
+      // Filled to the end, so the arrays stay packed rather than holey.
+      for (const column of [this.items, this.firstMatches, this.moreMatches] as unknown[][]) {
+        for (let i = slot; i < capacity; i++) column.push(undefined);
+      }
     }
-    if (isLeft) bucket.left = next;
-    else bucket.right = next;
-    this.heapPush(isLeft ? this.leftHeap : this.rightHeap, entry);
-    return entry;
+    return slot;
   }
 
   /**
@@ -342,39 +388,42 @@ export class IntervalJoinState<T> {
    * emitted already. Right items go only when no left item is held.
    */
   private enforceBound(out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
-    const lefts = this.leftHeap;
+    const lefts = this.heaps[LEFT]!;
     while (this.size > this.maxStateItems) {
-      if (lefts.length === 0) {
-        const entry = this.heapPop(this.rightHeap)!;
-        this.freeEarly(entry, out);
+      if (this.heapSizes[LEFT] === 0) {
+        this.freeEarly(this.heapPop(RIGHT), out);
         continue;
       }
-      const expiry = lefts[0]!.expiry;
-      while (lefts.length > 0 && lefts[0]!.expiry === expiry) this.freeEarly(this.heapPop(lefts)!, out);
+      const ts = this.times[lefts[0]!]!;
+      while (this.heapSizes[LEFT]! > 0 && this.times[lefts[0]!] === ts) this.freeEarly(this.heapPop(LEFT), out);
     }
   }
 
-  private freeEarly(entry: Entry<T>, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
-    this.release(entry);
+  private freeEarly(slot: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
     this.stats.stateFull++;
-    if (this.grouped && entry.side === 'left') {
-      this.emit(out, { key: entry.bucket.key, left: entry.item, matches: matchesOf(entry), closedEarly: true });
-    } else if (!entry.matched) {
-      this.config.sideOutput.push({ reason: 'state-full', side: entry.side, item: entry.item });
+    if (this.grouped && this.sides[slot] === LEFT) {
+      this.emit(out, { key: this.bucketKeys[this.bucketOf[slot]!]!, left: this.items[slot]!, matches: this.matchesOf(slot), closedEarly: true });
+    } else if (this.matchedFlags[slot] === 0) {
+      this.config.sideOutput.push({ reason: 'state-full', side: this.sides[slot] === LEFT ? 'left' : 'right', item: this.items[slot]! });
     }
+    this.release(slot);
   }
 
   private freeUpTo(watermark: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
-    for (const heap of [this.leftHeap, this.rightHeap]) {
-      while (heap.length > 0 && heap[0]!.expiry < watermark) {
-        const entry = this.heapPop(heap)!;
-        this.release(entry);
-        if (this.grouped && entry.side === 'left') {
-          this.emit(out, { key: entry.bucket.key, left: entry.item, matches: matchesOf(entry) });
-        } else if (!entry.matched) {
+    const { lowerMs, upperMs } = this.config;
+    for (const side of [LEFT, RIGHT]) {
+      const heap = this.heaps[side]!;
+      // A left item expires at ts + upperMs, a right one at ts - lowerMs: within a side, time order is expiry order.
+      const shift = side === LEFT ? upperMs : -lowerMs;
+      while (this.heapSizes[side]! > 0 && this.times[heap[0]!]! + shift < watermark) {
+        const slot = this.heapPop(side);
+        if (this.grouped && side === LEFT) {
+          this.emit(out, { key: this.bucketKeys[this.bucketOf[slot]!]!, left: this.items[slot]!, matches: this.matchesOf(slot) });
+        } else if (this.matchedFlags[slot] === 0) {
           this.stats.unmatched++;
-          this.config.sideOutput.push({ reason: 'unmatched', side: entry.side, item: entry.item });
+          this.config.sideOutput.push({ reason: 'unmatched', side: side === LEFT ? 'left' : 'right', item: this.items[slot]! });
         }
+        this.release(slot);
       }
     }
   }
@@ -390,81 +439,81 @@ export class IntervalJoinState<T> {
     this.config.sideOutput.push({ reason, side, item });
   }
 
-  private release(entry: Entry<T>): void {
-    const bucket = entry.bucket;
-    const isLeft = entry.side === 'left';
-    const held = isLeft ? bucket.left : bucket.right;
-    let next: Held<T> = undefined;
-    if (Array.isArray(held)) {
-      const last = held.pop()!;
-      if (last !== entry) {
-        held[entry.index] = last;
-        last.index = entry.index;
-      }
-      // Back to one entry: held on its own again, not in a list of one.
-      if (held.length === 1) held[0]!.index = 0;
-      next = held.length === 1 ? held[0] : held;
-    }
-    if (isLeft) bucket.left = next;
-    else bucket.right = next;
-    if (bucket.left === undefined && bucket.right === undefined) this.buckets.delete(bucket.key);
+  private addMatch(slot: number, item: T): void {
+    const more = this.moreMatches[slot];
+    if (this.firstMatches[slot] === undefined) this.firstMatches[slot] = item;
+    else if (more) more.push(item);
+    else this.moreMatches[slot] = [item];
   }
 
-  private heapPush(heap: Entry<T>[], entry: Entry<T>): void {
-    let i = heap.length;
-    heap.push(entry);
+  /** A left slot's matches as the list a group carries, made when it is emitted or saved. */
+  private matchesOf(slot: number): readonly T[] {
+    const first = this.firstMatches[slot];
+    if (first === undefined) return NO_MATCHES;
+    const more = this.moreMatches[slot];
+    return more ? [first, ...more] : [first];
+  }
+
+  /** Unlinks a slot (already off its heap) from its key's list, frees the key once it holds nothing, frees the slot. */
+  private release(slot: number): void {
+    const bucket = this.bucketOf[slot]!;
+    const list = 2 * bucket + this.sides[slot]!;
+    const previous = this.previousInBucket[slot]!;
+    const next = this.nextInBucket[slot]!;
+    if (previous === NONE) this.bucketHeads[list] = next;
+    else this.nextInBucket[previous] = next;
+    if (next === NONE) this.bucketTails[list] = previous;
+    else this.previousInBucket[next] = previous;
+    if (this.bucketHeads[2 * bucket + LEFT] === NONE && this.bucketHeads[2 * bucket + RIGHT] === NONE) {
+      this.buckets.delete(this.bucketKeys[bucket]!);
+      this.bucketKeys[bucket] = undefined;
+      this.freeBuckets.push(bucket);
+    }
+    this.items[slot] = undefined;
+    this.firstMatches[slot] = undefined;
+    this.moreMatches[slot] = undefined;
+    this.freeSlots.push(slot);
+  }
+
+  private before(a: number, b: number): boolean {
+    const times = this.times;
+    return times[a]! < times[b]! || (times[a] === times[b] && this.seqs[a]! < this.seqs[b]!);
+  }
+
+  private heapPush(side: number, slot: number): void {
+    const heap = this.heaps[side]!;
+    let i = this.heapSizes[side]!++;
     while (i > 0) {
       const parent = (i - 1) >> 1;
       const p = heap[parent]!;
-      if (!before(entry, p)) break;
+      if (!this.before(slot, p)) break;
       heap[i] = p;
       i = parent;
     }
-    heap[i] = entry;
+    heap[i] = slot;
   }
 
-  private heapPop(heap: Entry<T>[]): Entry<T> | undefined {
-    const top = heap[0];
-    const last = heap.pop();
-    if (top === undefined || last === undefined || heap.length === 0) return top;
-    const n = heap.length;
+  /** Takes the top slot off a non-empty heap. */
+  private heapPop(side: number): number {
+    const heap = this.heaps[side]!;
+    const top = heap[0]!;
+    const n = --this.heapSizes[side]!;
+    if (n === 0) return top;
+    const last = heap[n]!;
     let i = 0;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= n) break;
       const r = l + 1;
-      const child = r < n && before(heap[r]!, heap[l]!) ? r : l;
+      const child = r < n && this.before(heap[r]!, heap[l]!) ? r : l;
       const c = heap[child]!;
-      if (!before(c, last)) break;
+      if (!this.before(c, last)) break;
       heap[i] = c;
       i = child;
     }
     heap[i] = last;
     return top;
   }
-}
-
-const NO_MATCHES: readonly never[] = Object.freeze([]);
-
-function addMatch<T>(entry: Entry<T>, item: T): void {
-  if (entry.firstMatch === undefined) entry.firstMatch = item;
-  else if (entry.moreMatches) entry.moreMatches.push(item);
-  else entry.moreMatches = [item];
-}
-
-/** A left entry's matches as the list a group carries, made when it is emitted or saved. */
-function matchesOf<T>(entry: Entry<T>): readonly T[] {
-  if (entry.firstMatch === undefined) return NO_MATCHES;
-  return entry.moreMatches ? [entry.firstMatch, ...entry.moreMatches] : [entry.firstMatch];
-}
-
-function savedOf<T>(e: Entry<T>): IntervalJoinSnapshot<T>['entries'][number] {
-  const matches = e.firstMatch !== undefined ? { matches: [...matchesOf(e)] } : {};
-  return { side: e.side, item: e.item, seq: e.seq, matched: e.matched, ...matches };
-}
-
-function before<T>(a: Entry<T>, b: Entry<T>): boolean {
-  return a.expiry < b.expiry || (a.expiry === b.expiry && a.seq < b.seq);
 }
 
 export type IntervalJoinOperator<T, O> = Operator<T, O> & { readonly state: IntervalJoinState<T> };

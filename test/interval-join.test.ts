@@ -111,6 +111,35 @@ describe('intervalJoin, grouped', () => {
     expect(side).toEqual([]);
   });
 
+  it('matches exactly across thousands of keys while it grows, frees and reuses its slots and keys', async () => {
+    const side: JoinSideRecord<Ev>[] = [];
+    const join = intervalJoin({ ...config(side), mode: 'grouped', flushOnComplete: true });
+    // Per round, 3,000 users each get an impression and, 500 ms later, two clicks (one past the window for every
+    // third user); the watermark then passes the whole round, so the next round reuses what this one held.
+    const batches: Batch<Ev>[] = [];
+    for (let round = 0; round < 4; round++) {
+      const at = round * 10_000;
+      const users = Array.from({ length: 3000 }, (_, u) => `u${(u * 7919 + round) % 5000}`);
+      batches.push(batchOf(users.map((user, u) => imp(`i${round}.${u}`, user, at)), at - 1));
+      const clicks = users.flatMap((user, u) => [click(`a${round}.${u}`, user, at + 500), click(`b${round}.${u}`, user, at + (u % 3 === 0 ? 1500 : 900))]);
+      batches.push(batchOf(clicks, at + 400));
+      batches.push(batchOf([], at + 5000));
+    }
+    const groups = (await run(join, batches)).flatMap((b) => b.items);
+    expect(groups).toHaveLength(12_000);
+    for (const group of groups) {
+      const [round, u] = group.left.id.slice(1).split('.').map(Number) as [number, number];
+      const expected = u % 3 === 0 ? [`a${round}.${u}`] : [`a${round}.${u}`, `b${round}.${u}`];
+      expect(group.matches.map((m) => m.id)).toEqual(expected);
+    }
+    expect(side.map((r) => r.item.id).sort()).toEqual(
+      Array.from({ length: 4 }, (_, round) => Array.from({ length: 1000 }, (_, k) => `b${round}.${3 * k}`)).flat().sort(),
+    );
+    expect(side.every((r) => r.reason === 'unmatched')).toBe(true);
+    expect(join.state.size).toBe(0);
+    expect(join.state.keys).toBe(0);
+  });
+
   it('past maxStateItems, emits the oldest impression early with what it matched so far, and keeps the click', async () => {
     const side: JoinSideRecord<Ev>[] = [];
     const join = intervalJoin({ ...config(side, { maxStateItems: 3 }), mode: 'grouped' });
