@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
 import type { DeadLetter } from '../operators/dead-letters.js';
 import { TopicFeatureLog, type ServedFeatures } from '../operators/features/feature-log.js';
-import { MemorySamplesStateStore, readTopic, runSamples, samplesPipeline, type RunSamplesOptions, type SamplesJob } from '../pipelines/samples.js';
+import { HeldImpression, MemorySamplesStateStore, readTopic, runSamples, samplesPipeline, type RunSamplesOptions, type SamplesJob } from '../pipelines/samples.js';
 import type { BehaviourEvent } from '../schema/events.js';
 import { parseLabelledSample, type LabelledSample } from '../schema/samples.js';
 
@@ -134,6 +134,14 @@ describe('samples pipeline', () => {
     expect(reasons).toMatch(/values: 8 bytes for 1 items of 1 float32 features/);
     expect(reasons).toMatch(/no served features logged for request r4 item m/);
     expect(letters.find((l) => l.reason.startsWith('no served'))!.source.topic).toBe('events');
+  });
+
+  it('keeps an impression\'s event time exactly, however it is held', () => {
+    for (const ts of [0, 1, 2 ** 30 - 1, 2 ** 30, T, T + 0.5, 8.64e15, -5]) {
+      const held = new HeldImpression('r:0', 'u', 'i', ts, 'r', 0, 'events', 0, 7);
+      expect(held.ts).toBe(ts);
+      expect(held.toJSON().event.ts).toBe(ts);
+    }
   });
 
   it("holds served features and outcomes that name a request only with that request's impression", async () => {
