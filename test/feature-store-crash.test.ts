@@ -82,7 +82,7 @@ describe('features worker killed with SIGKILL', () => {
     let finished = false;
     const progress: string[] = [];
     while (!finished) {
-      const kill = kills < 20 ? { afterProgress: 2 + Math.floor(Math.random() * 3), delayMs: Math.random() * 30 } : undefined;
+      const kill = kills < 20 ? { afterProgress: 2 + Math.floor(Math.random() * 2), delayMs: Math.random() * 5 } : undefined;
       finished = await runWorker('crashy', kill);
       if (!finished) kills++;
       progress.push((await admin.hget('eddy:f:{crashy}:offsets', 'events/0')) ?? '0');
