@@ -41,19 +41,31 @@ export interface EmbeddedLogOptions {
 }
 
 export const DEFAULT_RETENTION_BYTES = 128 * 1024 * 1024;
-/** What a record costs besides its key and value: its object, its boxed timestamp and two string headers. */
+/** What a record costs besides its key and value, estimated high: its columns, two string headers, a reader's copy. */
 const RECORD_OVERHEAD_BYTES = 100;
+const INITIAL_RECORDS = 64;
 
 function sizeOf(record: { readonly key: string | null; readonly value: string }): number {
   return RECORD_OVERHEAD_BYTES + record.value.length + (record.key?.length ?? 0);
 }
 
-/** One partition: records in offset order. Offsets may have gaps once compaction has run. */
+/**
+ * One partition: records in offset order, kept in columns (offsets and times in typed arrays, keys and values in
+ * plain arrays) between `start` and `end`. A record object and its boxed time for each of up to a million records
+ * kept were two million objects the collector marked on the event loop, for records every reader had already read.
+ * `read` makes the record objects a consumer gets; they live as long as its batch. Offsets may have gaps once
+ * compaction has run.
+ */
 class Partition {
-  records: LogRecord[] = [];
   nextOffset = 0;
   /** `sizeOf` summed over the records kept. */
   bytes = 0;
+  private offsets = new Float64Array(INITIAL_RECORDS);
+  private timestamps = new Float64Array(INITIAL_RECORDS);
+  private keys: (string | null)[] = new Array<string | null>(INITIAL_RECORDS).fill(null);
+  private values: string[] = new Array<string>(INITIAL_RECORDS).fill('');
+  private start = 0;
+  private end = 0;
 
   constructor(
     readonly topic: string,
@@ -66,49 +78,102 @@ class Partition {
     return this.config.compacted;
   }
 
+  /** Records kept. */
+  get count(): number {
+    return this.end - this.start;
+  }
+
   get lowOffset(): number {
-    return this.records.length > 0 ? this.records[0]!.offset : this.nextOffset;
+    return this.end > this.start ? this.offsets[this.start]! : this.nextOffset;
   }
 
   append(record: ProducerRecord): number {
     const offset = this.nextOffset++;
-    this.records.push({
-      topic: this.topic,
-      partition: this.index,
-      offset,
-      key: record.key,
-      value: record.value,
-      timestamp: record.timestamp ?? Date.now(),
-    });
+    if (this.end === this.offsets.length) this.makeRoom();
+    const at = this.end++;
+    this.offsets[at] = offset;
+    this.timestamps[at] = record.timestamp ?? Date.now();
+    this.keys[at] = record.key;
+    this.values[at] = record.value;
     this.bytes += sizeOf(record);
     // Trimming in steps of a quarter keeps appends amortised O(1) while the bounds hold within 25%.
-    if (this.records.length > this.config.retentionRecords * 1.25 || this.bytes > this.retentionBytes * 1.25) this.enforceRetention();
+    if (this.count > this.config.retentionRecords * 1.25 || this.bytes > this.retentionBytes * 1.25) this.enforceRetention();
     return offset;
+  }
+
+  /** Moves the kept records to the front when at least half the columns lie before them, else doubles the columns. */
+  private makeRoom(): void {
+    const kept = this.count;
+    const capacity = kept * 2 <= this.offsets.length ? this.offsets.length : this.offsets.length * 2;
+    const moved = (column: Float64Array<ArrayBuffer>): Float64Array<ArrayBuffer> => {
+      if (capacity === column.length) return column.copyWithin(0, this.start, this.end);
+      const next = new Float64Array(capacity);
+      next.set(column.subarray(this.start, this.end));
+      return next;
+    };
+    this.offsets = moved(this.offsets);
+    this.timestamps = moved(this.timestamps);
+    const keys = this.keys.slice(this.start, this.end);
+    const values = this.values.slice(this.start, this.end);
+    for (let i = kept; i < capacity; i++) {
+      keys.push(null);
+      values.push('');
+    }
+    this.keys = keys;
+    this.values = values;
+    this.start = 0;
+    this.end = kept;
   }
 
   private enforceRetention(): void {
     if (this.config.compacted) {
       const newestOffsetByKey = new Map<string | null, number>();
-      for (const r of this.records) newestOffsetByKey.set(r.key, r.offset);
-      this.records = this.records.filter((r) => r.key === null || newestOffsetByKey.get(r.key) === r.offset);
-      this.bytes = this.records.reduce((sum, r) => sum + sizeOf(r), 0);
+      for (let i = this.start; i < this.end; i++) newestOffsetByKey.set(this.keys[i]!, this.offsets[i]!);
+      let kept = this.start;
+      this.bytes = 0;
+      for (let i = this.start; i < this.end; i++) {
+        const key = this.keys[i]!;
+        if (key !== null && newestOffsetByKey.get(key) !== this.offsets[i]) continue;
+        this.offsets[kept] = this.offsets[i]!;
+        this.timestamps[kept] = this.timestamps[i]!;
+        this.keys[kept] = key;
+        this.values[kept] = this.values[i]!;
+        this.bytes += sizeOf({ key, value: this.values[i]! });
+        kept++;
+      }
+      this.forget(kept, this.end);
+      this.end = kept;
     }
-    let cut = Math.max(0, this.records.length - this.config.retentionRecords);
-    for (let i = 0; i < cut; i++) this.bytes -= sizeOf(this.records[i]!);
-    while (cut < this.records.length && this.bytes > this.retentionBytes) this.bytes -= sizeOf(this.records[cut++]!);
-    if (cut > 0) this.records = this.records.slice(cut);
+    let cut = this.start + Math.max(0, this.count - this.config.retentionRecords);
+    for (let i = this.start; i < cut; i++) this.bytes -= sizeOf({ key: this.keys[i]!, value: this.values[i]! });
+    while (cut < this.end && this.bytes > this.retentionBytes) this.bytes -= sizeOf({ key: this.keys[cut]!, value: this.values[cut++]! });
+    this.forget(this.start, cut);
+    this.start = cut;
+  }
+
+  /** Lets the strings of the records in [from, to) go. */
+  private forget(from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      this.keys[i] = null;
+      this.values[i] = '';
+    }
   }
 
   /** Records from `offset` on (or from the oldest kept, if `offset` has been trimmed), at most `max`. */
   read(offset: number, max: number): LogRecord[] {
-    let lo = 0;
-    let hi = this.records.length;
+    let lo = this.start;
+    let hi = this.end;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.records[mid]!.offset < offset) lo = mid + 1;
+      if (this.offsets[mid]! < offset) lo = mid + 1;
       else hi = mid;
     }
-    return this.records.slice(lo, lo + max);
+    const to = Math.min(this.end, lo + max);
+    const records: LogRecord[] = new Array(to - lo);
+    for (let i = lo; i < to; i++) {
+      records[i - lo] = { topic: this.topic, partition: this.index, offset: this.offsets[i]!, key: this.keys[i]!, value: this.values[i]!, timestamp: this.timestamps[i]! };
+    }
+    return records;
   }
 }
 
@@ -192,7 +257,7 @@ export class EmbeddedLog implements Log {
   continueFrom(positions: readonly (TopicPartition & { offset: number })[]): void {
     for (const p of positions) {
       const partition = this.partition(p);
-      if (partition.records.length === 0 && partition.nextOffset < p.offset) partition.nextOffset = p.offset;
+      if (partition.count === 0 && partition.nextOffset < p.offset) partition.nextOffset = p.offset;
     }
   }
 

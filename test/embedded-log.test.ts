@@ -173,6 +173,35 @@ describe('EmbeddedLog', () => {
     await consumer.close();
   });
 
+  it('hands a reader every record with its key, value and time once, in order, while it grows, trims and compacts', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('plain', { partitions: 1, retentionRecords: 700 });
+    await log.ensureTopic('compacted', { partitions: 1, retentionRecords: 5000, compacted: true });
+    const reader = log.consumer({ group: 'g', topics: ['plain'], pollTimeoutMs: 10 });
+    const seen: string[] = [];
+    let total = 0;
+    for (let i = 0; i < 6000; ) {
+      const size = 1 + ((i * 7) % 13);
+      await log.append('plain', Array.from({ length: size }, (_, k) => ({ key: `k${i + k}`, value: `v${i + k}`, timestamp: 1000 + i + k })));
+      await log.append('compacted', Array.from({ length: size }, (_, k) => ({ key: `k${(i + k) % 300}`, value: `v${i + k}` })));
+      i += size;
+      total = i;
+      if (i % 5 === 0) for (let batch = await reader.next(); batch; batch = await reader.next()) for (const r of batch.records) seen.push(`${r.offset}:${r.key}:${r.value}:${r.timestamp}`);
+    }
+    for (let batch = await reader.next(); batch; batch = await reader.next()) for (const r of batch.records) seen.push(`${r.offset}:${r.key}:${r.value}:${r.timestamp}`);
+    expect(seen).toEqual(Array.from({ length: seen.length }, (_, n) => `${n}:k${n}:v${n}:${1000 + n}`));
+    expect(seen).toHaveLength(total);
+    const [plain] = await log.offsets('plain');
+    expect(plain!.high - plain!.low).toBeLessThanOrEqual(875);
+    const latest = new Map<string | null, string>();
+    const fresh = log.consumer({ group: 'fresh', topics: ['compacted'], pollTimeoutMs: 10 });
+    for (let batch = await fresh.next(); batch; batch = await fresh.next()) for (const r of batch.records) latest.set(r.key, r.value);
+    expect(latest.size).toBe(300);
+    for (let k = 0; k < 300; k++) expect(latest.get(`k${k}`)).toBe(`v${total - 1 - ((total - 1 - k) % 300)}`);
+    await reader.close();
+    await fresh.close();
+  });
+
   it('bounds each partition by bytes, oldest out, and reports what a consumer never read', async () => {
     const expired: ExpiredUnread[] = [];
     // 1,100 bytes a record with the per-record estimate: about 100 records fit in 110,000 bytes.
