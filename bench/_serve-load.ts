@@ -50,7 +50,14 @@ export interface LoadResult {
   readonly timeouts: number;
   /** CPU time the load generator itself spent per counted request, in µs (it shares the server's cores). */
   readonly generatorCpuUsPerRequest: number;
+  /**
+   * `paced` only: the p99 of each successive 10 s of requests, by when they were due, so that a run's tail can be told
+   * from a steady state (a stall or two) and placed in time.
+   */
+  readonly windowP99Ms?: number[];
 }
+
+const WINDOW_S = 10;
 
 function summarise(latenciesMs: number[]): { p50Ms: number; p90Ms: number; p99Ms: number; maxMs: number } {
   const sorted = Float64Array.from(latenciesMs).sort();
@@ -215,6 +222,8 @@ function requestsFor(options: LoadOptions): Buffer[] {
 
 interface Tally {
   readonly latencies: number[];
+  /** Latencies of answered requests per window of due times (`paced` only). */
+  readonly windows: number[][];
   non2xx: number;
   errors: number;
   timeouts: number;
@@ -239,12 +248,15 @@ function resultOf(
     errors: tally.errors,
     timeouts: tally.timeouts,
     generatorCpuUsPerRequest: Math.round((cpu.user + cpu.system) / Math.max(1, requests)),
+    ...(run.mode === 'paced' ? { windowP99Ms: tally.windows.map((window) => summarise(window).p99Ms) } : {}),
   };
 }
 
-function record(tally: Tally, latencyMs: number, status: number, timedOut: boolean): void {
-  if (status >= 200 && status < 300) tally.latencies.push(latencyMs);
-  else if (timedOut) tally.timeouts++;
+function record(tally: Tally, latencyMs: number, status: number, timedOut: boolean, window?: number): void {
+  if (status >= 200 && status < 300) {
+    tally.latencies.push(latencyMs);
+    if (window !== undefined) (tally.windows[window] ??= []).push(latencyMs);
+  } else if (timedOut) tally.timeouts++;
   else if (status === 0) tally.errors++;
   else tally.non2xx++;
 }
@@ -255,7 +267,7 @@ function paced(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadR
   // answers at once: the first `warmUpMs` of requests are sent but not counted.
   const warmUp = Math.round((rate * (options.warmUpMs ?? 1000)) / 1000);
   const total = Math.round((rate * options.durationMs) / 1000);
-  const tally: Tally = { latencies: [], non2xx: 0, errors: 0, timeouts: 0 };
+  const tally: Tally = { latencies: [], windows: [], non2xx: 0, errors: 0, timeouts: 0 };
   const start = performance.now();
   let due = 0;
   let sent = 0;
@@ -284,7 +296,7 @@ function paced(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadR
         done: (status, timedOut) => {
           if (counted) {
             lastAnswer = performance.now();
-            record(tally, lastAnswer - dueAt, status, timedOut);
+            record(tally, lastAnswer - dueAt, status, timedOut, Math.floor((n - warmUp) / (rate * WINDOW_S)));
           }
           if (++settled === warmUp + total) finish();
         },
@@ -302,7 +314,7 @@ function paced(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadR
 }
 
 function max(options: LoadOptions, requests: readonly Buffer[]): Promise<LoadResult> {
-  const tally: Tally = { latencies: [], non2xx: 0, errors: 0, timeouts: 0 };
+  const tally: Tally = { latencies: [], windows: [], non2xx: 0, errors: 0, timeouts: 0 };
   const cpuAtStart = process.cpuUsage();
   const start = performance.now();
   const end = start + options.durationMs;
