@@ -17,11 +17,12 @@ import { MAX_SAMPLE_FEATURES, type LabelledSample } from '../schema/samples.js';
  * item within the attribution window, labelled cascade-style per request, and carrying the feature values each item
  * was scored with at serving time (from the `feature-log` topic).
  *
- * How it fits together: `events` and `feature-log` records are parsed into join items (an impression, an outcome, or
- * the served features of one item); served features take part in the join as right-side items, like outcomes, so the
- * whole pending state lives in one interval-join state that is snapshotted at each checkpoint. An impression leaves
- * the join once the watermark passes its time plus the window, with everything that matched it; impressions of one
- * request share one time (serving stamps them together), so they leave together and are labelled together.
+ * How it fits together: `events` and `feature-log` records are parsed into items (an impression, an outcome, or the
+ * served features of one request). Served features are attached to their impressions by request id (see
+ * `ServedFeatureMatcher`); impressions and outcomes then meet in an interval join, on the left and on the right. Both
+ * states are snapshotted together at each checkpoint. An impression leaves the join once the watermark passes its
+ * time plus the window, with the outcomes that matched it; impressions of one request share one time (serving stamps
+ * them together), so they leave together and are labelled together.
  *
  * Labels, per request:
  * - an impression with a positive outcome (`positiveTypes`, attributed to it) is 1;
@@ -42,10 +43,10 @@ import { MAX_SAMPLE_FEATURES, type LabelledSample } from '../schema/samples.js';
  * no impression (organic clicks) and served features whose impression never came are counted, not dead-lettered: they
  * are normal.
  *
- * Bound: the join holds at most `maxStateItems` items. Past it, the oldest impressions are labelled early, with what
- * they matched so far (counted in `closedEarly`), so a window is shortened rather than its samples lost; served
- * features and outcomes are freed early (and dead-lettered as `evicted` if they matched nothing) only when no
- * impression is held.
+ * Bound: the join holds at most `maxStateItems` impressions and outcomes. Past it, the oldest impressions are labelled
+ * early, with what they matched so far (counted in `closedEarly`), so a window is shortened rather than its samples
+ * lost; outcomes are freed early (and dead-lettered as `evicted` if they matched nothing) only when no impression is
+ * held. Served features wait outside it, and only until the watermark passes their time.
  *
  * Watermark: bounded out-of-orderness per partition (`maxOutOfOrdernessMs`), partitions idle for `idleMs` stop
  * holding it back, and, so that samples still come out when traffic stops, once no record has arrived for `idleMs`
@@ -112,7 +113,7 @@ export interface ServedJoinItem {
   readonly requestId: string;
   readonly ts: number;
   readonly names: readonly string[];
-  /** The item's row of its request's float32 block (a plain array once restored from a checkpoint). */
+  /** The item's row of its request's float32 block (a plain array in a checkpoint). */
   readonly values: Float32Array | readonly number[];
   readonly source: SourceRef;
 }
@@ -145,6 +146,9 @@ export class HeldImpression {
    */
   private readonly tsHigh: number;
   private readonly tsLow: number;
+  /** Its request's served features, once they are known: the request's block and its row in it. */
+  private servedRequest: ServedRequest | undefined = undefined;
+  private servedRow = -1;
 
   constructor(
     id: string,
@@ -164,6 +168,16 @@ export class HeldImpression {
 
   get ts(): number {
     return this.tsHigh * TS_SPLIT + this.tsLow;
+  }
+
+  attach(request: ServedRequest, row: number): void {
+    this.servedRequest = request;
+    this.servedRow = row;
+  }
+
+  /** The features it was served with, or undefined while none are known. */
+  get served(): ServedJoinItem | undefined {
+    return this.servedRequest && new ServedRow(this.servedRequest, this.itemId, this.servedRow);
   }
 
   static of(event: BehaviourEvent, requestId: string, position: number, source: SourceRef): HeldImpression {
@@ -199,11 +213,25 @@ function isServedId(id: string, requestId: string, position: number): boolean {
   );
 }
 
-/** What the join holds: impressions on the left; outcomes and served features on the right. */
+/** The served features of one request, as parsed from its feature-log record. */
+interface ServedRequestItem {
+  readonly kind: 'served-request';
+  readonly request: ServedRequest;
+  /** The served items, in the order of the block's rows. */
+  readonly itemIds: readonly string[];
+  readonly source: SourceRef;
+}
+
+/**
+ * What the job's stages pass on: impressions, outcomes and the served features of requests. The join holds
+ * impressions on the left and outcomes on the right; served features are attached to their impressions before it.
+ * The served features of one item (`ServedJoinItem`) are what a checkpoint and a dead letter carry.
+ */
 export type SampleJoinItem =
   | HeldImpression
   | { readonly kind: 'outcome'; readonly event: BehaviourEvent; readonly source: SourceRef }
-  | ServedJoinItem;
+  | ServedJoinItem
+  | ServedRequestItem;
 
 /** What the served items of one feature-log record share. */
 interface ServedRequest {
@@ -216,10 +244,7 @@ interface ServedRequest {
   readonly source: SourceRef;
 }
 
-/**
- * A served item as parsed from its record: the join holds one per served item for the attribution window, so it
- * keeps its row number and its request's shared fields, and makes the view of its values only when they are read.
- */
+/** The served features of one item, as a view of its row of its request's block, made when they are read. */
 class ServedRow implements ServedJoinItem {
   readonly kind = 'served';
 
@@ -277,7 +302,7 @@ export interface SamplesStats {
   late: number;
   /** Impressions labelled before their attribution window ended, because the join held `maxStateItems` items. */
   closedEarly: number;
-  /** Served features and outcomes freed unmatched because the join held `maxStateItems` items (dead-lettered). */
+  /** Outcomes freed unmatched because the join held `maxStateItems` items (dead-lettered). */
   evicted: number;
   /** Outcomes no impression matched: organic clicks. */
   unattributedOutcomes: number;
@@ -378,8 +403,8 @@ export interface SamplesPipelineOptions {
   /** Processing-time ticks that move the watermark while no records arrive; 0 turns them off. Default 1000 ms. */
   readonly tickIntervalMs?: number;
   /**
-   * Items (impressions, outcomes, served features) the join may hold; past it the oldest impressions are labelled
-   * before their window ends. Default 1,000,000.
+   * Impressions and outcomes the join may hold; past it the oldest impressions are labelled before their window
+   * ends. Default 1,000,000.
    */
   readonly maxStateItems?: number;
   /** Counters, shared with the caller. Default a fresh set. */
@@ -473,29 +498,30 @@ export async function readTopic(log: Log, topic: string, options: { group?: stri
 const joinKey = (userId: string, itemId: string): string => `${userId}\u0000${itemId}`;
 
 function keyOf(item: SampleJoinItem): string {
-  return item.kind === 'outcome' ? joinKey(item.event.userId, item.event.itemId) : joinKey(item.userId, item.itemId);
+  if (item.kind === 'outcome') return joinKey(item.event.userId, item.event.itemId);
+  return item.kind === 'served-request' ? joinKey(item.request.userId, '') : joinKey(item.userId, item.itemId);
 }
 
-/**
- * Whether a right item can belong to a held impression of its key: served features only to their own request's
- * impression, and an outcome that names its request only to that request's. Served features of a later request for
- * the same user and item would otherwise be held with the earlier impression, and its whole request block with them,
- * for the rest of that impression's window.
- */
+/** Whether an outcome can belong to a held impression of its key: one that names its request only to that request's. */
 function sameRequest(left: SampleJoinItem, right: SampleJoinItem): boolean {
-  const requestId = (left as HeldImpression).requestId;
-  if (right.kind === 'served') return right.requestId === requestId;
-  return right.kind !== 'outcome' || right.event.requestId === undefined || right.event.requestId === requestId;
+  return right.kind !== 'outcome' || right.event.requestId === undefined || right.event.requestId === (left as HeldImpression).requestId;
 }
 
 function timeOf(item: SampleJoinItem): number {
-  return item.kind === 'outcome' ? item.event.ts : item.ts;
+  if (item.kind === 'outcome') return item.event.ts;
+  return item.kind === 'served-request' ? item.request.ts : item.ts;
+}
+
+/** A request's served features item by item, as the checkpoint and dead letters carry them. */
+function rowsOf({ request, itemIds }: ServedRequestItem): ServedJoinItem[] {
+  return itemIds.map((itemId, row) => new ServedRow(request, itemId, row));
 }
 
 function rawOf(item: SampleJoinItem): string {
-  if (item.kind !== 'served') return JSON.stringify(item.event);
-  const { userId, itemId, requestId, ts, names, values } = item;
-  return JSON.stringify({ requestId, userId, ts, names, items: [{ itemId, values: Array.from(values) }] });
+  if (item.kind === 'outcome' || item.kind === 'impression') return JSON.stringify(item.event);
+  const { userId, requestId, ts, names } = item.kind === 'served' ? item : item.request;
+  const rows = item.kind === 'served' ? [item] : rowsOf(item);
+  return JSON.stringify({ requestId, userId, ts, names, items: rows.map(({ itemId, values }) => ({ itemId, values: Array.from(values) })) });
 }
 
 /** The item as a checkpoint carries it: JSON has no typed arrays. */
@@ -509,27 +535,252 @@ function deadLetterOfItem(item: SampleJoinItem, reason: string): DeadLetter {
   return { reason, raw: rawOf(item), source: item.source };
 }
 
-function plainSnapshot(snapshot: IntervalJoinSnapshot<SampleJoinItem>): IntervalJoinSnapshot<SampleJoinItem> {
-  return {
-    ...snapshot,
-    entries: snapshot.entries.map((entry) => ({
-      ...entry,
-      item: plainItem(entry.item),
-      ...(entry.matches ? { matches: entry.matches.map(plainItem) } : {}),
-    })),
-  };
+/** A request's served features while they wait for impressions: which rows an impression has taken. */
+interface PendingRequest {
+  readonly item: ServedRequestItem;
+  readonly taken: Uint8Array;
 }
 
-/** A checkpoint's join state with its impressions as the join holds them. */
-function heldSnapshot(snapshot: IntervalJoinSnapshot<SampleJoinItem>): IntervalJoinSnapshot<SampleJoinItem> {
-  return {
-    ...snapshot,
-    entries: snapshot.entries.map((entry) => {
-      const item = entry.item as SampleJoinItem | PlainImpression;
-      if (item.kind !== 'impression' || item instanceof HeldImpression) return entry;
-      return { ...entry, item: HeldImpression.of(item.event, item.requestId, item.position, item.source) };
-    }),
-  };
+/** When the matcher lets go of a request's features, or of the impressions waiting for them. */
+interface Expiry {
+  /** Let go once the watermark is above it. */
+  readonly at: number;
+  readonly requestId: string;
+  readonly waiting: boolean;
+}
+
+/**
+ * Served features to their impressions by request id, ahead of the join, which then holds impressions and outcomes
+ * only. Joined there as items of their own, each served item took a join entry, an object and a share of its key's
+ * bucket for as long as its impression was held; now an impression holds its request's block and its row.
+ *
+ * The rules are the join's: features match an impression of the same request, user and item whose time is at most
+ * the window before theirs; items below the watermark they arrive under are late. A request's features are let go
+ * once the watermark passes their time (rows no impression took are counted as unused features), and impressions
+ * that came first wait for them until the watermark passes the end of their window.
+ */
+class ServedFeatureMatcher {
+  private readonly requests = new Map<string, PendingRequest>();
+  private readonly waiting = new Map<string, HeldImpression[]>();
+  /** A min-heap on `at`. */
+  private readonly expiries: Expiry[] = [];
+  private watermarkNow = -Infinity;
+
+  constructor(
+    private readonly windowMs: number,
+    private readonly stats: SamplesStats,
+    private readonly deadLetters: DeadLetterSink,
+  ) {}
+
+  get watermark(): number {
+    return this.watermarkNow;
+  }
+
+  /** Matches a batch's items under the current watermark, passes on all but served requests, then advances. */
+  process(items: readonly SampleJoinItem[], watermark: number, out: SampleJoinItem[]): void {
+    for (const item of items) {
+      if (item.kind === 'served-request') {
+        this.addRequest(item);
+        continue;
+      }
+      if (item.kind === 'impression' && item.ts >= this.watermarkNow) this.addImpression(item);
+      out.push(item);
+    }
+    if (watermark > this.watermarkNow) this.watermarkNow = watermark;
+    this.expire();
+  }
+
+  /** The features held, as the items a checkpoint carries, with whether an impression took each. */
+  heldRows(): { item: ServedJoinItem; taken: boolean }[] {
+    return [...this.requests.values()].flatMap(({ item, taken }) => rowsOf(item).map((row, r) => ({ item: row, taken: taken[r] === 1 })));
+  }
+
+  /** Starts again from a checkpoint: the features held then, and the held impressions still without any. */
+  restore(watermark: number, rows: readonly { item: ServedJoinItem; taken: boolean }[], impressions: readonly HeldImpression[]): void {
+    this.requests.clear();
+    this.waiting.clear();
+    this.expiries.length = 0;
+    this.watermarkNow = watermark;
+    const byRequest = new Map<string, { item: ServedJoinItem; taken: boolean }[]>();
+    for (const row of rows) {
+      const list = byRequest.get(row.item.requestId);
+      if (list) list.push(row);
+      else byRequest.set(row.item.requestId, [row]);
+    }
+    for (const list of byRequest.values()) {
+      const item = requestOfRows(list.map((row) => row.item));
+      const pending = this.register(item);
+      list.forEach((row, r) => (pending.taken[r] = row.taken ? 1 : 0));
+    }
+    for (const impression of impressions) if (impression.served === undefined) this.wait(impression);
+  }
+
+  private addRequest(item: ServedRequestItem): void {
+    const { request } = item;
+    if (request.ts < this.watermarkNow) {
+      for (const row of rowsOf(item)) {
+        this.stats.late++;
+        this.deadLetters.push(deadLetterOfItem(row, `late served: event time ${request.ts} is below the watermark ${this.watermarkNow}`));
+      }
+      return;
+    }
+    // A repeated record (a redelivery) finds the first one's rows still held and adds nothing.
+    if (this.requests.has(request.requestId)) return;
+    const pending = this.register(item);
+    const waiting = this.waiting.get(request.requestId);
+    if (!waiting) return;
+    for (const impression of waiting) this.match(pending, impression);
+    this.waiting.delete(request.requestId);
+  }
+
+  private register(item: ServedRequestItem): PendingRequest {
+    const pending = { item, taken: new Uint8Array(item.itemIds.length) };
+    this.requests.set(item.request.requestId, pending);
+    this.push({ at: item.request.ts, requestId: item.request.requestId, waiting: false });
+    return pending;
+  }
+
+  private addImpression(impression: HeldImpression): void {
+    const pending = this.requests.get(impression.requestId);
+    if (pending) this.match(pending, impression);
+    else this.wait(impression);
+  }
+
+  private wait(impression: HeldImpression): void {
+    const list = this.waiting.get(impression.requestId);
+    if (list) list.push(impression);
+    else this.waiting.set(impression.requestId, [impression]);
+    this.push({ at: impression.ts + this.windowMs, requestId: impression.requestId, waiting: true });
+  }
+
+  private match({ item, taken }: PendingRequest, impression: HeldImpression): void {
+    const { request, itemIds } = item;
+    if (request.userId !== impression.userId || request.ts < impression.ts || request.ts > impression.ts + this.windowMs) return;
+    // Serving logs items in the order it showed them, so an impression's position is usually its row.
+    const row = itemIds[impression.position] === impression.itemId ? impression.position : itemIds.indexOf(impression.itemId);
+    if (row < 0) return;
+    impression.attach(request, row);
+    taken[row] = 1;
+  }
+
+  private expire(): void {
+    const heap = this.expiries;
+    while (heap.length > 0 && heap[0]!.at < this.watermarkNow) {
+      const { at, requestId, waiting } = this.pop();
+      if (waiting) {
+        const list = this.waiting.get(requestId)?.filter((impression) => impression.ts + this.windowMs > at);
+        if (list && list.length > 0) this.waiting.set(requestId, list);
+        else this.waiting.delete(requestId);
+        continue;
+      }
+      const pending = this.requests.get(requestId);
+      if (!pending || pending.item.request.ts !== at) continue;
+      this.requests.delete(requestId);
+      for (const taken of pending.taken) if (taken === 0) this.stats.unusedFeatures++;
+    }
+  }
+
+  private push(expiry: Expiry): void {
+    const heap = this.expiries;
+    let i = heap.length;
+    heap.push(expiry);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent]!.at <= expiry.at) break;
+      heap[i] = heap[parent]!;
+      i = parent;
+    }
+    heap[i] = expiry;
+  }
+
+  private pop(): Expiry {
+    const heap = this.expiries;
+    const top = heap[0]!;
+    const last = heap.pop()!;
+    if (heap.length === 0) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= heap.length) break;
+      const child = l + 1 < heap.length && heap[l + 1]!.at < heap[l]!.at ? l + 1 : l;
+      if (heap[child]!.at >= last.at) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = last;
+    return top;
+  }
+}
+
+/** One request's served items, as a checkpoint carries them (each with its values), back to one block. */
+function requestOfRows(rows: readonly ServedJoinItem[]): ServedRequestItem {
+  const { userId, requestId, ts, names, source } = rows[0]!;
+  const block = new Float32Array(rows.length * names.length);
+  rows.forEach((row, r) => block.set(row.values, r * names.length));
+  return { kind: 'served-request', request: { userId, requestId, ts, names, block, source }, itemIds: rows.map((row) => row.itemId), source };
+}
+
+/**
+ * The checkpoint of the join and the matcher, in the form checkpoints have always had: an impression with its served
+ * features among its matches, and the features no impression has taken yet as the join's right items.
+ */
+function plainSnapshot(snapshot: IntervalJoinSnapshot<SampleJoinItem>, rows: readonly { item: ServedJoinItem; taken: boolean }[]): IntervalJoinSnapshot<SampleJoinItem> {
+  let seq = snapshot.entries.reduce((most, entry) => Math.max(most, entry.seq + 1), 0);
+  const entries: IntervalJoinSnapshot<SampleJoinItem>['entries'][number][] = snapshot.entries.map((entry) => {
+    const served = entry.item.kind === 'impression' ? entry.item.served : undefined;
+    const matches = [...(served ? [served] : []), ...(entry.matches ?? [])].map(plainItem);
+    return { ...entry, item: plainItem(entry.item), matched: entry.matched || served !== undefined, ...(matches.length > 0 ? { matches } : {}) };
+  });
+  for (const { item, taken } of rows) entries.push({ side: 'right', item: plainItem(item), seq: seq++, matched: taken });
+  return { ...snapshot, entries };
+}
+
+/**
+ * A checkpoint's state split back into the join's (impressions as the join holds them, with their served features
+ * attached, and outcomes) and the matcher's (served features no impression has taken). Checkpoints of versions that
+ * joined features in the join read the same way.
+ */
+function restoredState(snapshot: IntervalJoinSnapshot<SampleJoinItem>): {
+  join: IntervalJoinSnapshot<SampleJoinItem>;
+  rows: { item: ServedJoinItem; taken: boolean }[];
+  impressions: HeldImpression[];
+} {
+  const rows: { item: ServedJoinItem; taken: boolean }[] = [];
+  const impressions: HeldImpression[] = [];
+  const entries: IntervalJoinSnapshot<SampleJoinItem>['entries'][number][] = [];
+  for (const entry of snapshot.entries) {
+    const item = entry.item as SampleJoinItem | PlainImpression;
+    if (item.kind === 'served') {
+      rows.push({ item, taken: entry.matched });
+      continue;
+    }
+    if (item.kind !== 'impression') {
+      entries.push(entry);
+      continue;
+    }
+    const impression = item instanceof HeldImpression ? item : HeldImpression.of(item.event, item.requestId, item.position, item.source);
+    const served = entry.matches?.find((match) => match.kind === 'served' && match.requestId === impression.requestId) as ServedJoinItem | undefined;
+    if (served) impression.attach(requestOfRows([served]).request, 0);
+    impressions.push(impression);
+    const outcomes = entry.matches?.filter((match) => match.kind === 'outcome') ?? [];
+    entries.push({ side: entry.side, item: impression, seq: entry.seq, matched: outcomes.length > 0, ...(outcomes.length > 0 ? { matches: outcomes } : {}) });
+  }
+  return { join: { ...snapshot, entries }, rows, impressions };
+}
+
+/** Served features to their impressions (see `ServedFeatureMatcher`), as an operator. */
+function attachServedFeatures(matcher: ServedFeatureMatcher): Operator<SampleJoinItem, SampleJoinItem> {
+  return defineOperator<SampleJoinItem, SampleJoinItem>(
+    { name: 'attach-served-features', kind: 'match', params: { by: 'requestId' }, sideOutputs: ['dead-letters'] },
+    (source$) =>
+      source$.pipe(
+        map((batch) => {
+          const out: SampleJoinItem[] = [];
+          matcher.process(batch.items, batch.watermark, out);
+          return withItems(batch, out);
+        }),
+      ),
+  );
 }
 
 function sameNames(a: readonly string[], b: readonly string[]): boolean {
@@ -572,7 +823,7 @@ function parseSampleInputs(
       if (!sameNames(entry.names, heldNames)) heldNames = entry.names;
       const request: ServedRequest = { userId: sharedCopy(entry.userId), requestId: sharedCopy(entry.requestId), ts: entry.ts, names: heldNames, block, source };
       stats.servedRequests++;
-      entry.items.forEach((itemId, row) => out.push(new ServedRow(request, sharedCopy(itemId), row)));
+      out.push({ kind: 'served-request', request, itemIds: entry.items.map(sharedCopy), source });
       return;
     }
     const parsed = parseInputEvent(record.value);
@@ -722,11 +973,9 @@ function labelRequests(
     const labelled = groups.map((group) => {
       const impression = group.left as HeldImpression;
       const outcomes: BehaviourType[] = [];
-      let served: ServedJoinItem | undefined;
+      const served = impression.served;
       for (const match of group.matches) {
-        if (match.kind === 'served') {
-          if (match.requestId === impression.requestId) served = match;
-        } else if (match.kind === 'outcome') {
+        if (match.kind === 'outcome') {
           const requestId = match.event.requestId;
           if ((requestId === undefined || requestId === impression.requestId) && !outcomes.includes(match.event.type)) {
             outcomes.push(match.event.type);
@@ -789,7 +1038,7 @@ function appendSamples(sink: SampleSink, topic: string): Operator<LabelledSample
 export interface SamplesPipelineParts {
   readonly pipeline: Pipeline<LogRecord, LabelledSample>;
   readonly stats: SamplesStats;
-  /** Items the attribution join holds now. */
+  /** Impressions and outcomes the attribution join holds now (served features wait outside it, for seconds). */
   heldItems(): number;
   /** Snapshot of join and watermark state, for a checkpoint. */
   snapshot(positions: readonly SourcePosition[]): SamplesCheckpoint;
@@ -820,11 +1069,12 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
     clock,
   });
   const advance = idleAdvance<SampleJoinItem>(idleMs, clock);
+  const matcher = new ServedFeatureMatcher(windowMs, stats, deadLetters);
   const join = intervalJoin<SampleJoinItem>({
     name: 'attribute',
     mode: 'grouped',
     left: (item) => item.kind === 'impression',
-    right: (item) => item.kind !== 'impression',
+    right: (item) => item.kind === 'outcome',
     key: keyOf,
     condition: sameRequest,
     timestamp: timeOf,
@@ -837,8 +1087,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
         const { item } = record;
         switch (record.reason) {
           case 'unmatched':
-            if (item.kind === 'served') stats.unusedFeatures++;
-            else stats.unattributedOutcomes++;
+            stats.unattributedOutcomes++;
             return;
           case 'late':
             stats.late++;
@@ -860,6 +1109,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
     .pipe(watermarks)
     .pipe(processingTimeTicks<SampleJoinItem>(options.tickIntervalMs ?? SAMPLES_DEFAULTS.tickIntervalMs))
     .pipe(advance)
+    .pipe(attachServedFeatures(matcher))
     .pipe(join)
     .pipe(labelRequests(policy, deadLetters, stats))
     .pipe(appendSamples(options.sink, topics.samples))
@@ -874,13 +1124,15 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
       positions,
       eventTime: watermarks.snapshot(),
       watermark: Number.isFinite(advance.watermark) ? advance.watermark : null,
-      join: plainSnapshot(join.state.snapshot()),
+      join: plainSnapshot(join.state.snapshot(), matcher.heldRows()),
       stats: { ...stats },
     }),
     restore: (checkpoint) => {
       watermarks.restore(checkpoint.eventTime);
       advance.watermark = checkpoint.watermark ?? -Infinity;
-      join.state.restore(heldSnapshot(checkpoint.join));
+      const restored = restoredState(checkpoint.join);
+      join.state.restore(restored.join);
+      matcher.restore(checkpoint.join.watermark ?? -Infinity, restored.rows, restored.impressions);
       Object.assign(stats, checkpoint.stats);
     },
   };
@@ -911,7 +1163,7 @@ export interface SamplesJob {
   readonly stats: SamplesStats;
   readonly deadLetters: DeadLetterBuffer;
   readonly pipeline: Pipeline<LogRecord, LabelledSample>;
-  /** Items the attribution join holds now. */
+  /** Impressions and outcomes the attribution join holds now (served features wait outside it, for seconds). */
   heldItems(): number;
   /** Finishes in-flight batches, checkpoints, commits and leaves the group. */
   stop(): Promise<void>;

@@ -192,7 +192,8 @@ describe('eddy all at the samples job bound', () => {
     const items = Array.from({ length: 20 }, (_, i) => ({ type: 'item', itemId: `m${i}`, ts: T0, fields: { genres: [GENRES[i % 4]!] } }));
     expect((await post('/v1/events', items)).accepted).toBe(20);
     await waitFor(() => (eddy.runners.get('serving-state')!.stats.records >= 20 ? true : undefined));
-    // Three impressions, their served features and a click per request: 7 items, against a bound of 30.
+    // Three impressions and a click per request go into the join (their served features are attached to the
+    // impressions): 4 items, against a bound of 30.
     for (let r = 0; r < 12; r++) {
       const response = await post('/v1/recommend', { userId: `bound-${r}`, count: 3 });
       expect((await post('/v1/events', { id: `bound-click-${r}`, type: 'click', userId: `bound-${r}`, itemId: response.items[0].itemId, ts: Date.now() })).accepted).toBe(1);
@@ -215,7 +216,7 @@ describe('eddy all at the samples job bound', () => {
       // 36 impressions cannot all be held among 30 items, whatever else has left by then.
       return m.closedEarly >= 6 && m.labelled === m.closedEarly ? m : undefined;
     });
-    // Without the setting the join would hold up to all 84 items it was given.
+    // Without the setting the join would hold up to all 48 items it was given.
     expect(seen.held).toBeLessThanOrEqual(30);
   });
 });

@@ -219,6 +219,69 @@ describe('samples pipeline', () => {
     await until(async () => (await readTopic(log, 'dead-letters')).some((r) => (JSON.parse(r.value) as DeadLetter).reason.startsWith('late outcome')));
   });
 
+  it('attaches served features that come after their impressions, and dead-letters those that come late', async () => {
+    const log = await newLog();
+    const job = await start(log);
+    await serve(log, 'r1', 'u1', T, [['a', [1, 2]], ['b', [3, 4]]], false);
+    await until(() => job.stats.impressions === 2);
+    const featureLog = new TopicFeatureLog(log);
+    featureLog.push({ requestId: 'r1', userId: 'u1', ts: T, names: NAMES, items: [{ itemId: 'a', values: [1, 2] }, { itemId: 'b', values: [3, 4] }] });
+    await featureLog.flush();
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'b', ts: T + 10, requestId: 'r1' });
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+    await until(() => job.stats.samples === 2);
+    const samples = await samplesOn(log);
+    expect(Object.fromEntries(samples.map((x) => [x.id, [x.label, x.values]]))).toEqual({ 'r1:0': [0, [1, 2]], 'r1:1': [1, [3, 4]] });
+    // Features of a request the watermark has passed: each item's are dead-lettered as late.
+    featureLog.push({ requestId: 'r0', userId: 'u1', ts: T - 1, names: NAMES, items: [{ itemId: 'x', values: [0, 0] }, { itemId: 'y', values: [0, 0] }] });
+    await featureLog.flush();
+    await until(() => job.stats.late === 2);
+    await until(async () => (await readTopic(log, 'dead-letters')).filter((r) => (JSON.parse(r.value) as DeadLetter).reason.startsWith('late served')).length === 2);
+    expect(job.stats).toMatchObject({ missingFeatures: 0, unusedFeatures: 0 });
+  });
+
+  it('restores a checkpoint written when served features were joined item by item', async () => {
+    const log = await newLog();
+    const plainImpression = (requestId: string, itemId: string, position: number, offset: number) => ({
+      kind: 'impression',
+      event: { id: `${requestId}:${position}`, type: 'impression', userId: 'u1', itemId, ts: T, requestId, position },
+      requestId,
+      position,
+      source: { topic: 'events', partition: 0, offset },
+    });
+    const plainServed = (requestId: string, itemId: string, values: number[], ts = T) => ({
+      kind: 'served', userId: 'u1', itemId, requestId, ts, names: NAMES, values, source: { topic: 'feature-log', partition: 0, offset: 0 },
+    });
+    // As the join held it: r1's impression of `a` with its own features and those of r2 (served the same item
+    // later), r1's impression of `b` with its features; r2's features for `c` still held unmatched.
+    const checkpoint = {
+      positions: [],
+      eventTime: { watermark: T - 1000, partitions: [] },
+      watermark: T - 1000,
+      join: {
+        watermark: T - 1000,
+        entries: [
+          { side: 'left', item: plainImpression('r1', 'a', 0, 0), seq: 0, matched: true, matches: [plainServed('r1', 'a', [1, 1]), plainServed('r2', 'a', [9, 9], T + 5)] },
+          { side: 'left', item: plainImpression('r1', 'b', 1, 1), seq: 1, matched: true, matches: [plainServed('r1', 'b', [2, 2])] },
+          { side: 'right', item: plainServed('r2', 'c', [3, 3], T + 5), seq: 2, matched: false },
+        ],
+        stats: { left: 2, right: 4, ignored: 0, emitted: 0, late: 0, unmatched: 0, stateFull: 0, invalid: 0 },
+      },
+      stats: { ...samplesPipeline({ sink: { append: async () => undefined }, deadLetters: { push: () => undefined } }).stats },
+    };
+    const state = new MemorySamplesStateStore();
+    await state.save(checkpoint as unknown as Parameters<MemorySamplesStateStore['save']>[0]);
+    const job = await start(log, { state });
+    expect(job.heldItems()).toBe(2);
+    // r2's impression of `c` arrives now and takes the features held for it.
+    await log.append('events', [{ key: 'u1', value: JSON.stringify({ id: 'r2:0', type: 'impression', userId: 'u1', itemId: 'c', ts: T + 5, requestId: 'r2', position: 0 }) }]);
+    await event(log, { id: 'k1', type: 'click', userId: 'u1', itemId: 'b', ts: T + 10, requestId: 'r1' });
+    await serve(log, 'later', 'u8', T + 10 * WINDOW, [['q', [0, 0]]]);
+    await until(() => job.stats.samples === 3);
+    const samples = await samplesOn(log);
+    expect(Object.fromEntries(samples.map((x) => [x.id, [x.label, x.values]]))).toEqual({ 'r1:0': [0, [1, 1]], 'r1:1': [1, [2, 2]], 'r2:0': [0, [3, 3]] });
+  });
+
   it('lets samples out when traffic stops: within the window plus the out-of-orderness, idle and tick bounds', async () => {
     const log = await newLog(2);
     const window = 300;
