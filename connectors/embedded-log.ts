@@ -113,11 +113,12 @@ class Partition {
     };
     this.offsets = moved(this.offsets);
     this.timestamps = moved(this.timestamps);
-    const keys = this.keys.slice(this.start, this.end);
-    const values = this.values.slice(this.start, this.end);
-    for (let i = kept; i < capacity; i++) {
-      keys.push(null);
-      values.push('');
+    // Allocated at their new length at once: grown push by push, they would reallocate as they go.
+    const keys = new Array<string | null>(capacity).fill(null);
+    const values = new Array<string>(capacity).fill('');
+    for (let i = 0; i < kept; i++) {
+      keys[i] = this.keys[this.start + i]!;
+      values[i] = this.values[this.start + i]!;
     }
     this.keys = keys;
     this.values = values;

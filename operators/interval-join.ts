@@ -117,6 +117,16 @@ function grown<A extends Float64Array | Int32Array | Uint8Array>(array: A, lengt
 }
 
 /**
+ * `array` copied into a new array of `length`, the rest undefined: allocated once, where growing it push by push
+ * reallocates as it goes, a burst of garbage at a million slots.
+ */
+function extended<V>(array: readonly (V | undefined)[], length: number): (V | undefined)[] {
+  const next = new Array<V | undefined>(length).fill(undefined);
+  for (let i = 0; i < array.length; i++) next[i] = array[i];
+  return next;
+}
+
+/**
  * The state and logic of an event-time interval join, without RxJS.
  *
  * Lateness follows Flink: an item whose timestamp is below the watermark it arrives under (the watermark of the
@@ -193,12 +203,9 @@ export class IntervalJoinState<T> {
     if (!Number.isInteger(this.maxStateItems) || this.maxStateItems < 1) {
       throw new RangeError(`maxStateItems must be a positive integer, got ${this.maxStateItems}`);
     }
-    this.items.length = INITIAL_SLOTS;
-    this.firstMatches.length = INITIAL_SLOTS;
-    this.moreMatches.length = INITIAL_SLOTS;
-    this.items.fill(undefined);
-    this.firstMatches.fill(undefined);
-    this.moreMatches.fill(undefined);
+    this.items = extended([], INITIAL_SLOTS);
+    this.firstMatches = extended([], INITIAL_SLOTS);
+    this.moreMatches = extended([], INITIAL_SLOTS);
   }
 
   get watermark(): number {
@@ -371,10 +378,9 @@ export class IntervalJoinState<T> {
       this.previousInBucket = grown(this.previousInBucket, capacity);
       this.heaps[LEFT] = grown(this.heaps[LEFT]!, capacity);
       this.heaps[RIGHT] = grown(this.heaps[RIGHT]!, capacity);
-      // Filled to the end, so the arrays stay packed rather than holey.
-      for (const column of [this.items, this.firstMatches, this.moreMatches] as unknown[][]) {
-        for (let i = slot; i < capacity; i++) column.push(undefined);
-      }
+      this.items = extended(this.items, capacity);
+      this.firstMatches = extended(this.firstMatches, capacity);
+      this.moreMatches = extended(this.moreMatches, capacity);
     }
     return slot;
   }
