@@ -541,12 +541,10 @@ interface PendingRequest {
   readonly taken: Uint8Array;
 }
 
-/** When the matcher lets go of a request's features, or of the impressions waiting for them. */
+/** When the matcher lets go of a request's features: once the watermark is above `at`. */
 interface Expiry {
-  /** Let go once the watermark is above it. */
   readonly at: number;
   readonly requestId: string;
-  readonly waiting: boolean;
 }
 
 /**
@@ -556,8 +554,8 @@ interface Expiry {
  *
  * The rules are the join's: features match an impression of the same request, user and item whose time is at most
  * the window before theirs; items below the watermark they arrive under are late. A request's features are let go
- * once the watermark passes their time (rows no impression took are counted as unused features), and impressions
- * that came first wait for them until the watermark passes the end of their window.
+ * once the watermark passes their time (rows no impression took are counted as unused features). Impressions that
+ * came first wait for them until they leave the join (`forget`).
  */
 class ServedFeatureMatcher {
   private readonly requests = new Map<string, PendingRequest>();
@@ -636,8 +634,17 @@ class ServedFeatureMatcher {
   private register(item: ServedRequestItem): PendingRequest {
     const pending = { item, taken: new Uint8Array(item.itemIds.length) };
     this.requests.set(item.request.requestId, pending);
-    this.push({ at: item.request.ts, requestId: item.request.requestId, waiting: false });
+    this.push({ at: item.request.ts, requestId: item.request.requestId });
     return pending;
+  }
+
+  /** Stops waiting for the features of an impression that has left the join without them. */
+  forget(impression: HeldImpression): void {
+    const list = this.waiting.get(impression.requestId);
+    const at = list?.indexOf(impression) ?? -1;
+    if (at < 0) return;
+    list!.splice(at, 1);
+    if (list!.length === 0) this.waiting.delete(impression.requestId);
   }
 
   private addImpression(impression: HeldImpression): void {
@@ -650,7 +657,6 @@ class ServedFeatureMatcher {
     const list = this.waiting.get(impression.requestId);
     if (list) list.push(impression);
     else this.waiting.set(impression.requestId, [impression]);
-    this.push({ at: impression.ts + this.windowMs, requestId: impression.requestId, waiting: true });
   }
 
   private match({ item, taken }: PendingRequest, impression: HeldImpression): void {
@@ -666,13 +672,7 @@ class ServedFeatureMatcher {
   private expire(): void {
     const heap = this.expiries;
     while (heap.length > 0 && heap[0]!.at < this.watermarkNow) {
-      const { at, requestId, waiting } = this.pop();
-      if (waiting) {
-        const list = this.waiting.get(requestId)?.filter((impression) => impression.ts + this.windowMs > at);
-        if (list && list.length > 0) this.waiting.set(requestId, list);
-        else this.waiting.delete(requestId);
-        continue;
-      }
+      const { at, requestId } = this.pop();
       const pending = this.requests.get(requestId);
       if (!pending || pending.item.request.ts !== at) continue;
       this.requests.delete(requestId);
@@ -946,6 +946,7 @@ function labelRequests(
   policy: LabellingPolicy,
   deadLetters: DeadLetterSink,
   stats: SamplesStats,
+  matcher: ServedFeatureMatcher,
 ): Operator<JoinedGroup<SampleJoinItem>, LabelledSample> {
   const positive = new Set<string>(policy.positiveTypes);
   const conversion = new Set<string>(policy.conversionTypes);
@@ -958,6 +959,7 @@ function labelRequests(
           for (const group of batch.items) {
             if (group.left.kind !== 'impression') continue;
             if (group.closedEarly) stats.closedEarly++;
+            if (group.left.served === undefined) matcher.forget(group.left);
             const list = byRequest.get(group.left.requestId);
             if (list) list.push(group);
             else byRequest.set(group.left.requestId, [group]);
@@ -1111,7 +1113,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
     .pipe(advance)
     .pipe(attachServedFeatures(matcher))
     .pipe(join)
-    .pipe(labelRequests(policy, deadLetters, stats))
+    .pipe(labelRequests(policy, deadLetters, stats, matcher))
     .pipe(appendSamples(options.sink, topics.samples))
     .to({ name: topics.samples, kind: 'topic', params: { key: 'userId', attributionWindowMs: windowMs } })
     .routeSide('dead-letters', { name: topics.deadLetters, kind: 'topic' });
