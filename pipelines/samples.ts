@@ -495,16 +495,24 @@ export async function readTopic(log: Log, topic: string, options: { group?: stri
   return out;
 }
 
-const joinKey = (userId: string, itemId: string): string => `${userId}\u0000${itemId}`;
-
+/**
+ * The join's key is the user: ids the job holds already, where a key per user and item was a string more for every
+ * held impression. The item is part of `sameItemAndRequest`, so an outcome is compared with every impression its user
+ * has in the join: a few hundred for a user who asks every few seconds for half an hour.
+ */
 function keyOf(item: SampleJoinItem): string {
-  if (item.kind === 'outcome') return joinKey(item.event.userId, item.event.itemId);
-  return item.kind === 'served-request' ? joinKey(item.request.userId, '') : joinKey(item.userId, item.itemId);
+  if (item.kind === 'outcome') return item.event.userId;
+  return item.kind === 'served-request' ? item.request.userId : item.userId;
 }
 
-/** Whether an outcome can belong to a held impression of its key: one that names its request only to that request's. */
-function sameRequest(left: SampleJoinItem, right: SampleJoinItem): boolean {
-  return right.kind !== 'outcome' || right.event.requestId === undefined || right.event.requestId === (left as HeldImpression).requestId;
+/**
+ * Whether an outcome belongs to a held impression of its user: the same item, and the same request when it names
+ * one.
+ */
+function sameItemAndRequest(left: SampleJoinItem, right: SampleJoinItem): boolean {
+  if (right.kind !== 'outcome') return false;
+  const impression = left as HeldImpression;
+  return right.event.itemId === impression.itemId && (right.event.requestId === undefined || right.event.requestId === impression.requestId);
 }
 
 function timeOf(item: SampleJoinItem): number {
@@ -1078,7 +1086,7 @@ export function samplesPipeline(options: SamplesPipelineOptions): SamplesPipelin
     left: (item) => item.kind === 'impression',
     right: (item) => item.kind === 'outcome',
     key: keyOf,
-    condition: sameRequest,
+    condition: sameItemAndRequest,
     timestamp: timeOf,
     lowerMs: 0,
     upperMs: windowMs,
