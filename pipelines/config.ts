@@ -34,7 +34,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_PUBLISH_INTERVAL_MS', default: '5000', description: 'Trainer: publish a new model version at least this often while learning.' },
   { name: 'EDDY_PUBLISH_EVERY_SAMPLES', default: '5000', description: 'Trainer: publish a new model version after this many samples.' },
   { name: 'EDDY_ATTRIBUTION_WINDOW_MS', default: '1800000', description: 'Samples: how long after an impression a click still counts for it. `eddy all` with its simulator uses 60000 unless this is set, so the demo ranker learns within minutes.' },
-  { name: 'EDDY_SAMPLES_MAX_ITEMS', default: '1000000', description: 'Samples: impressions and clicks the attribution join holds at most (about 0.5 KB an impression with 40 features). Past it the oldest impressions are labelled before their window ends (`eddy_samples_closed_early_total`).' },
+  { name: 'EDDY_SAMPLES_MAX_ITEMS', default: '1000000', description: 'Samples: impressions and clicks the attribution join holds at most (about 0.4 KB an impression with 40 features). Past it the oldest impressions are labelled before their window ends (`eddy_samples_closed_early_total`).' },
   { name: 'EDDY_EXPLORATION_SHARE', default: '0.05', description: 'Share of served slots filled by a random recalled candidate (epsilon-greedy), so the ranker learns about items it would not show.' },
   { name: 'EDDY_PUSH_DEBOUNCE_MS', default: '2000', description: 'Proactive push: least time between two pushed recommendation lists for one user; 0 turns pushes off.' },
   { name: 'EDDY_REDIS_URL', description: 'Redis for the feature store (`redis://` or `rediss://`). The in-memory store when unset.' },
