@@ -177,12 +177,8 @@ export class IntervalJoinState<T> {
   private bucketOf = new Int32Array(INITIAL_SLOTS);
   private nextInBucket = new Int32Array(INITIAL_SLOTS);
   private previousInBucket = new Int32Array(INITIAL_SLOTS);
-  /**
-   * Grouped mode, left items only: the first match, and a list of the others, made at the second match. A held
-   * impression typically gets one match (its served features) for its whole window.
-   */
-  private firstMatches: (T | undefined)[] = [];
-  private moreMatches: (T[] | undefined)[] = [];
+  /** Grouped mode, left items only: what each has matched, a list made at its first match. */
+  private matches: (T[] | undefined)[] = [];
   private readonly freeSlots: number[] = [];
   /** Slots ever used: those below it are held or free. */
   private usedSlots = 0;
@@ -204,8 +200,7 @@ export class IntervalJoinState<T> {
       throw new RangeError(`maxStateItems must be a positive integer, got ${this.maxStateItems}`);
     }
     this.items = extended([], INITIAL_SLOTS);
-    this.firstMatches = extended([], INITIAL_SLOTS);
-    this.moreMatches = extended([], INITIAL_SLOTS);
+    this.matches = extended([], INITIAL_SLOTS);
   }
 
   get watermark(): number {
@@ -263,7 +258,8 @@ export class IntervalJoinState<T> {
     for (const bucket of this.buckets.values()) {
       for (const side of [LEFT, RIGHT]) {
         for (let slot = this.bucketHeads[2 * bucket + side]!; slot !== NONE; slot = this.nextInBucket[slot]!) {
-          const matches = this.firstMatches[slot] !== undefined ? { matches: [...this.matchesOf(slot)] } : {};
+          const held = this.matches[slot];
+          const matches = held ? { matches: [...held] } : {};
           entries.push({ side: side === LEFT ? 'left' : 'right', item: this.items[slot]!, seq: this.seqs[slot]!, matched: this.matchedFlags[slot] === 1, ...matches });
         }
       }
@@ -283,8 +279,7 @@ export class IntervalJoinState<T> {
     this.bucketTails.fill(NONE);
     this.freeBuckets.length = 0;
     this.items.fill(undefined);
-    this.firstMatches.fill(undefined);
-    this.moreMatches.fill(undefined);
+    this.matches.fill(undefined);
     this.freeSlots.length = 0;
     this.usedSlots = 0;
     this.heapSizes[LEFT] = 0;
@@ -379,8 +374,7 @@ export class IntervalJoinState<T> {
       this.heaps[LEFT] = grown(this.heaps[LEFT]!, capacity);
       this.heaps[RIGHT] = grown(this.heaps[RIGHT]!, capacity);
       this.items = extended(this.items, capacity);
-      this.firstMatches = extended(this.firstMatches, capacity);
-      this.moreMatches = extended(this.moreMatches, capacity);
+      this.matches = extended(this.matches, capacity);
     }
     return slot;
   }
@@ -408,7 +402,7 @@ export class IntervalJoinState<T> {
   private freeEarly(slot: number, out: (JoinedPair<T> | JoinedGroup<T>)[]): void {
     this.stats.stateFull++;
     if (this.grouped && this.sides[slot] === LEFT) {
-      this.emit(out, { key: this.bucketKeys[this.bucketOf[slot]!]!, left: this.items[slot]!, matches: this.matchesOf(slot), closedEarly: true });
+      this.emit(out, { key: this.bucketKeys[this.bucketOf[slot]!]!, left: this.items[slot]!, matches: this.matches[slot] ?? NO_MATCHES, closedEarly: true });
     } else if (this.matchedFlags[slot] === 0) {
       this.config.sideOutput.push({ reason: 'state-full', side: this.sides[slot] === LEFT ? 'left' : 'right', item: this.items[slot]! });
     }
@@ -424,7 +418,7 @@ export class IntervalJoinState<T> {
       while (this.heapSizes[side]! > 0 && this.times[heap[0]!]! + shift < watermark) {
         const slot = this.heapPop(side);
         if (this.grouped && side === LEFT) {
-          this.emit(out, { key: this.bucketKeys[this.bucketOf[slot]!]!, left: this.items[slot]!, matches: this.matchesOf(slot) });
+          this.emit(out, { key: this.bucketKeys[this.bucketOf[slot]!]!, left: this.items[slot]!, matches: this.matches[slot] ?? NO_MATCHES });
         } else if (this.matchedFlags[slot] === 0) {
           this.stats.unmatched++;
           this.config.sideOutput.push({ reason: 'unmatched', side: side === LEFT ? 'left' : 'right', item: this.items[slot]! });
@@ -446,18 +440,9 @@ export class IntervalJoinState<T> {
   }
 
   private addMatch(slot: number, item: T): void {
-    const more = this.moreMatches[slot];
-    if (this.firstMatches[slot] === undefined) this.firstMatches[slot] = item;
-    else if (more) more.push(item);
-    else this.moreMatches[slot] = [item];
-  }
-
-  /** A left slot's matches as the list a group carries, made when it is emitted or saved. */
-  private matchesOf(slot: number): readonly T[] {
-    const first = this.firstMatches[slot];
-    if (first === undefined) return NO_MATCHES;
-    const more = this.moreMatches[slot];
-    return more ? [first, ...more] : [first];
+    const matches = this.matches[slot];
+    if (matches) matches.push(item);
+    else this.matches[slot] = [item];
   }
 
   /** Unlinks a slot (already off its heap) from its key's list, frees the key once it holds nothing, frees the slot. */
@@ -476,8 +461,7 @@ export class IntervalJoinState<T> {
       this.freeBuckets.push(bucket);
     }
     this.items[slot] = undefined;
-    this.firstMatches[slot] = undefined;
-    this.moreMatches[slot] = undefined;
+    this.matches[slot] = undefined;
     this.freeSlots.push(slot);
   }
 
