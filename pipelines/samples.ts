@@ -175,6 +175,11 @@ export class HeldImpression {
     this.servedRow = row;
   }
 
+  /** Whether its served features are known. */
+  get hasServed(): boolean {
+    return this.servedRequest !== undefined;
+  }
+
   /** The features it was served with, or undefined while none are known. */
   get served(): ServedJoinItem | undefined {
     return this.servedRequest && new ServedRow(this.servedRequest, this.itemId, this.servedRow);
@@ -618,7 +623,7 @@ class ServedFeatureMatcher {
       const pending = this.register(item);
       list.forEach((row, r) => (pending.taken[r] = row.taken ? 1 : 0));
     }
-    for (const impression of impressions) if (impression.served === undefined) this.wait(impression);
+    for (const impression of impressions) if (!impression.hasServed) this.wait(impression);
   }
 
   private addRequest(item: ServedRequestItem): void {
@@ -967,7 +972,7 @@ function labelRequests(
           for (const group of batch.items) {
             if (group.left.kind !== 'impression') continue;
             if (group.closedEarly) stats.closedEarly++;
-            if (group.left.served === undefined) matcher.forget(group.left);
+            if (!group.left.hasServed) matcher.forget(group.left);
             const list = byRequest.get(group.left.requestId);
             if (list) list.push(group);
             else byRequest.set(group.left.requestId, [group]);
