@@ -45,8 +45,8 @@ export const DEFAULT_RETENTION_BYTES = 128 * 1024 * 1024;
 const RECORD_OVERHEAD_BYTES = 100;
 const INITIAL_RECORDS = 64;
 
-function sizeOf(record: { readonly key: string | null; readonly value: string }): number {
-  return RECORD_OVERHEAD_BYTES + record.value.length + (record.key?.length ?? 0);
+function sizeOf(key: string | null, value: string): number {
+  return RECORD_OVERHEAD_BYTES + value.length + (key?.length ?? 0);
 }
 
 /**
@@ -95,7 +95,7 @@ class Partition {
     this.timestamps[at] = record.timestamp ?? Date.now();
     this.keys[at] = record.key;
     this.values[at] = record.value;
-    this.bytes += sizeOf(record);
+    this.bytes += sizeOf(record.key, record.value);
     // Trimming in steps of a quarter keeps appends amortised O(1) while the bounds hold within 25%.
     if (this.count > this.config.retentionRecords * 1.25 || this.bytes > this.retentionBytes * 1.25) this.enforceRetention();
     return offset;
@@ -139,15 +139,15 @@ class Partition {
         this.timestamps[kept] = this.timestamps[i]!;
         this.keys[kept] = key;
         this.values[kept] = this.values[i]!;
-        this.bytes += sizeOf({ key, value: this.values[i]! });
+        this.bytes += sizeOf(key, this.values[i]!);
         kept++;
       }
       this.forget(kept, this.end);
       this.end = kept;
     }
     let cut = this.start + Math.max(0, this.count - this.config.retentionRecords);
-    for (let i = this.start; i < cut; i++) this.bytes -= sizeOf({ key: this.keys[i]!, value: this.values[i]! });
-    while (cut < this.end && this.bytes > this.retentionBytes) this.bytes -= sizeOf({ key: this.keys[cut]!, value: this.values[cut++]! });
+    for (let i = this.start; i < cut; i++) this.bytes -= sizeOf(this.keys[i]!, this.values[i]!);
+    while (cut < this.end && this.bytes > this.retentionBytes) this.bytes -= sizeOf(this.keys[cut]!, this.values[cut++]!);
     this.forget(this.start, cut);
     this.start = cut;
   }
