@@ -1,15 +1,18 @@
 /**
- * One way to get each Log implementation for tests: the embedded log in memory, or a Kafka client against a mock
- * broker of its own, so the same contract runs against all three.
+ * One way to get each Log implementation for tests: the embedded log in memory, the embedded log across a message
+ * port (as stream jobs on a thread of their own see it), or a Kafka client against a mock broker of its own, so the
+ * same contract runs against all four.
  */
 import { EmbeddedLog } from '../../connectors/embedded-log.js';
 import { createConfluentLog } from '../../connectors/kafka/confluent-log.js';
 import { KafkajsLog } from '../../connectors/kafka/kafkajs-log.js';
 import type { Log, LogConsumer, LogRecord, RecordBatch, TopicPartition } from '../../connectors/log.js';
+import { serveLog, ThreadLog } from '../../connectors/thread-log.js';
+import { MessageChannel } from 'node:worker_threads';
 import { MockBroker } from './broker.js';
 
-export type LogKind = Log['kind'];
-export const LOG_KINDS: readonly LogKind[] = ['embedded', 'kafkajs', 'confluent'];
+export type LogKind = Log['kind'] | 'thread';
+export const LOG_KINDS: readonly LogKind[] = ['embedded', 'thread', 'kafkajs', 'confluent'];
 export const KAFKA_KINDS: readonly LogKind[] = ['kafkajs', 'confluent'];
 
 export interface LogUnderTest {
@@ -32,16 +35,23 @@ export async function kafkaLog(kind: LogKind, bootstrap: string): Promise<Log> {
 }
 
 export async function logUnderTest(kind: LogKind, topics: Readonly<Record<string, number>> = {}): Promise<LogUnderTest> {
-  if (kind === 'embedded') {
-    const log = new EmbeddedLog();
-    for (const [name, partitions] of Object.entries(topics)) await log.ensureTopic(name, { partitions });
+  if (kind === 'embedded' || kind === 'thread') {
+    const embedded = new EmbeddedLog();
+    for (const [name, partitions] of Object.entries(topics)) await embedded.ensureTopic(name, { partitions });
+    const channel = kind === 'thread' ? new MessageChannel() : undefined;
+    const served = channel ? serveLog(embedded, channel.port1) : undefined;
+    const log = channel ? new ThreadLog(channel.port2) : embedded;
     return {
       log,
       topic: async (name, partitions) => {
         await log.ensureTopic(name, { partitions });
         return name;
       },
-      close: () => log.close(),
+      close: async () => {
+        if (log !== embedded) await log.close();
+        await served?.close();
+        await embedded.close();
+      },
     };
   }
   const broker = await MockBroker.start({ topics });
