@@ -13,7 +13,8 @@
  * Options (`--key=value`): items (5000), users (3000), eventsPerUser (10), rate (1500), seconds (60, the fixed-rate
  * run), maxSeconds (10, the max run), pacedConnections (64), connections (16, for max), freshnessTrials (50),
  * pushDebounceMs (0: proactive pushes off), sloProbes (6), sloProbeSeconds (20), samplesMaxItems (the server's
- * EDDY_SAMPLES_MAX_ITEMS), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`).
+ * EDDY_SAMPLES_MAX_ITEMS), samplesThread (the server's EDDY_SAMPLES_THREAD), logRetentionBytes (the server's
+ * EDDY_LOG_RETENTION_BYTES), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`).
  *
  * Sustained means over a minute, not seconds: every request leaves ten impressions the samples job holds for its
  * attribution window, so the server's heap grows through the run and its major collections, whose marking shares the
@@ -291,6 +292,8 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
       EDDY_PUSH_DEBOUNCE_MS: pushDebounceMs,
       EDDY_SCORER_THREAD: args.scorerThread ?? 'worker',
       ...(args.samplesMaxItems ? { EDDY_SAMPLES_MAX_ITEMS: args.samplesMaxItems } : {}),
+      ...(args.samplesThread ? { EDDY_SAMPLES_THREAD: args.samplesThread } : {}),
+      ...(args.logRetentionBytes ? { EDDY_LOG_RETENTION_BYTES: args.logRetentionBytes } : {}),
     });
     eddy = await startEddy({
       config,

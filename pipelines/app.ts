@@ -29,15 +29,15 @@ import { coldStartPredictor, HeadRanker, OnlineRanker, OnnxRanker, servingLayout
 import { Scorer } from '../models/scorer.js';
 import type { AppConfig } from './config.js';
 import { runFeatures } from './features.js';
-import { runSamples, TopicSamplesStateStore, type SamplesJob } from './samples.js';
+import type { SamplesJob } from './samples.js';
+import { startSamplesRole } from './samples-role.js';
+import { startSamplesThread } from './samples-thread.js';
 import { runTrainer, type TrainerJob } from './trainer.js';
 import { registryAdmin } from './model-admin.js';
 import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { SERVING_STAGES, ServingPipeline, type ServingStage } from './serving.js';
 
-const SAMPLES_FETCH_MIN_RECORDS = 1000;
-const SAMPLES_FETCH_MAX_WAIT_MS = 50;
 /**
  * The features and serving-state jobs feed what the next request sees, so they batch for a few milliseconds at most:
  * under load that gathers the impressions of several requests into one batch, and it adds at most this to the time a
@@ -77,8 +77,8 @@ export interface RunningEddy {
   /** Where HTTP listens, once started. */
   readonly url?: string;
   readonly runners: ReadonlyMap<string, RunningPart>;
-  /** Topologies of the pipelines this process runs. */
-  readonly pipelines: readonly Pipeline<LogRecord, unknown>[];
+  /** Topologies of the pipelines this process runs, on its jobs thread included. */
+  readonly pipelines: readonly Pick<Pipeline<LogRecord, unknown>, 'describe'>[];
   stop(): Promise<void>;
 }
 
@@ -159,7 +159,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
   await log.ensureTopic('feature-log', { partitions: config.kafka.topics.events.partitions });
 
   const runners = new Map<string, RunningPart>();
-  const pipelines: Pipeline<LogRecord, unknown>[] = [];
+  const pipelines: Pick<Pipeline<LogRecord, unknown>, 'describe'>[] = [];
   const stoppers: (() => Promise<void> | void)[] = [];
   const runs = (name: string) => role === 'all' || role === name;
 
@@ -176,26 +176,34 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     runners.set('features', partOf(runner, deadLetters));
   }
 
-  let samplesJob: SamplesJob | undefined;
+  let samplesJob: Pick<SamplesJob, 'stats' | 'heldItems'> | undefined;
   if (runs('samples')) {
-    const job = await runSamples({
-      log,
-      group: 'eddy-samples',
+    const samples = {
       topics: { events: topics.events, samples: topics.samples, deadLetters: topics.deadLetters },
       attributionWindowMs: config.attributionWindowMs,
       maxStateItems: config.samplesMaxItems,
-      // Kafka deployments keep the join state on a topic so a restarted worker resumes its open impressions. The
-      // embedded log itself does not outlive the process, so snapshotting the join state there would only cost time.
-      state: log instanceof EmbeddedLog ? null : new TopicSamplesStateStore(log, 'eddy-samples'),
-      // Every served request appends its impressions and features; taking them in batches of many requests keeps
-      // the per-batch work of the join off the serving path's event loop.
-      fetchMinRecords: SAMPLES_FETCH_MIN_RECORDS,
-      fetchMaxWaitMs: SAMPLES_FETCH_MAX_WAIT_MS,
-      onError,
-    } as Parameters<typeof runSamples>[0]);
-    runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
-    samplesJob = job;
-    pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
+      checkpointOnLog: !(log instanceof EmbeddedLog),
+    };
+    if (role === 'all' && log instanceof EmbeddedLog && config.samplesThread === 'worker') {
+      const thread = await startSamplesThread(log, samples, onError);
+      runners.set('samples', {
+        get failed() {
+          return thread.failed;
+        },
+        stats: thread.runnerStats,
+        get deadLettered() {
+          return thread.deadLettered;
+        },
+        stop: () => thread.stop(),
+      });
+      pipelines.push(thread.pipeline);
+      samplesJob = thread;
+    } else {
+      const job = await startSamplesRole({ log, ...samples });
+      runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
+      pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
+      samplesJob = job;
+    }
   }
 
   let trainer: TrainerJob | undefined;
@@ -392,7 +400,7 @@ function sampleIntoMetrics(
   runners: ReadonlyMap<string, RunningPart>,
   experiments: Experiments | undefined,
   store: FeatureStore | undefined,
-  samples: SamplesJob | undefined,
+  samples: Pick<SamplesJob, 'stats' | 'heldItems'> | undefined,
 ): NodeJS.Timeout {
   const seen = new Map<string, number>();
   const delta = (key: string, total: number) => {

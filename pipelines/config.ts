@@ -30,6 +30,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_EXPERIMENTS_FILE', description: 'JSON file of A/B experiments (see the README). No experiments when unset.' },
   { name: 'EDDY_MODEL_FILE', description: 'An ONNX ranker that declares its input contract, served instead of the online model.' },
   { name: 'EDDY_SCORER_THREAD', default: 'worker', description: 'Where an ONNX ranker runs: `worker` (a thread of its own, so scoring overlaps with recall and event processing, and loading a version never stalls requests) or `main` (the event loop).' },
+  { name: 'EDDY_SAMPLES_THREAD', default: 'worker', description: '`eddy all` on the embedded log: where the samples job runs, `worker` (a thread with a heap of its own, so collecting the impressions it holds never pauses requests) or `main` (the event loop). Other roles run it in their own process.' },
   { name: 'EDDY_ONLINE_LEARNER', default: 'ftrl', description: 'Trainer: the online learner, `ftrl` (FTRL-Proximal logistic regression), `fm` (factorization machine) or `head` (online fine-tuning of the last layer of the EDDY_MODEL_FILE ranker plus hashed embeddings, served on top of that model; needs EDDY_MODEL_FILE).' },
   { name: 'EDDY_PUBLISH_INTERVAL_MS', default: '5000', description: 'Trainer: publish a new model version at least this often while learning.' },
   { name: 'EDDY_PUBLISH_EVERY_SAMPLES', default: '5000', description: 'Trainer: publish a new model version after this many samples.' },
@@ -75,6 +76,8 @@ export interface AppConfig {
   readonly experiments: readonly unknown[];
   readonly modelFile?: string;
   readonly scorerThread: ScoringThread;
+  /** `eddy all` on the embedded log: the samples job on a thread of its own (`worker`) or on the event loop. */
+  readonly samplesThread: 'worker' | 'main';
   readonly onlineLearner: 'ftrl' | 'fm' | 'head';
   readonly publishIntervalMs: number;
   readonly publishEverySamples: number;
@@ -114,6 +117,11 @@ function share(env: NodeJS.ProcessEnv, name: string): number {
 function scoringThread(value: string): ScoringThread {
   if (value === 'worker' || value === 'main') return value;
   throw new Error(`EDDY_SCORER_THREAD must be worker or main, got "${value}"`);
+}
+
+function samplesThread(value: string): 'worker' | 'main' {
+  if (value === 'worker' || value === 'main') return value;
+  throw new Error(`EDDY_SAMPLES_THREAD must be worker or main, got "${value}"`);
 }
 
 function learnerKind(raw: string, modelFile: string | undefined): 'ftrl' | 'fm' | 'head' {
@@ -161,6 +169,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     experiments,
     ...(modelFile ? { modelFile } : {}),
     scorerThread: scoringThread(read(env, 'EDDY_SCORER_THREAD')!),
+    samplesThread: samplesThread(read(env, 'EDDY_SAMPLES_THREAD')!),
     onlineLearner: learnerKind(read(env, 'EDDY_ONLINE_LEARNER')!, modelFile),
     publishIntervalMs: integer(env, 'EDDY_PUBLISH_INTERVAL_MS', 100),
     publishEverySamples: integer(env, 'EDDY_PUBLISH_EVERY_SAMPLES', 1),
