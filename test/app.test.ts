@@ -173,12 +173,14 @@ describe('eddy all (embedded)', () => {
   });
 });
 
-describe('eddy all at the samples job bound', () => {
+// The samples job runs on a thread of its own by default, reporting its statistics back, and on the event loop with
+// EDDY_SAMPLES_THREAD=main: the same behaviour either way.
+describe.each(['worker', 'main'] as const)('eddy all at the samples job bound, the job on %s', (thread) => {
   let eddy: RunningEddy;
 
   beforeAll(async () => {
     eddy = await startEddy({
-      config: loadConfig({ PORT: '0', HOST: '127.0.0.1', EDDY_DATA_DIR: '', EDDY_PUSH_DEBOUNCE_MS: '0', EDDY_EXPLORATION_SHARE: '0', EDDY_SAMPLES_MAX_ITEMS: '30' }),
+      config: loadConfig({ PORT: '0', HOST: '127.0.0.1', EDDY_DATA_DIR: '', EDDY_PUSH_DEBOUNCE_MS: '0', EDDY_EXPLORATION_SHARE: '0', EDDY_SAMPLES_MAX_ITEMS: '30', EDDY_SAMPLES_THREAD: thread }),
       role: 'all',
       log: new EmbeddedLog(),
     });
@@ -218,5 +220,8 @@ describe('eddy all at the samples job bound', () => {
     });
     // Without the setting the join would hold up to all 48 items it was given.
     expect(seen.held).toBeLessThanOrEqual(30);
+    expect(eddy.pipelines.map((p) => p.describe().pipeline)).toContain('samples');
+    expect(eddy.runners.get('samples')!.stats.records).toBeGreaterThanOrEqual(36);
+    expect(eddy.runners.get('samples')!.failed).toBe(false);
   });
 });
