@@ -77,7 +77,7 @@ export interface RunningEddy {
   /** Where HTTP listens, once started. */
   readonly url?: string;
   readonly runners: ReadonlyMap<string, RunningPart>;
-  /** Topologies of the pipelines this process runs, on its jobs thread included. */
+  /** Topologies of the pipelines this process runs, those on its samples thread included. */
   readonly pipelines: readonly Pick<Pipeline<LogRecord, unknown>, 'describe'>[];
   stop(): Promise<void>;
 }
