@@ -202,6 +202,18 @@ describe('EmbeddedLog', () => {
     await fresh.close();
   });
 
+  it('answers a next waiting for records with undefined as soon as the consumer closes, not at its poll timeout', async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('quiet', { partitions: 1 });
+    const consumer = log.consumer({ group: 'g', topics: ['quiet'], pollTimeoutMs: 10_000, fetchMinRecords: 10, fetchMaxWaitMs: 5_000 });
+    const waiting = consumer.next();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const closedAt = performance.now();
+    await consumer.close();
+    expect(await waiting).toBeUndefined();
+    expect(performance.now() - closedAt).toBeLessThan(1000);
+  });
+
   it('bounds each partition by bytes, oldest out, and reports what a consumer never read', async () => {
     const expired: ExpiredUnread[] = [];
     // 1,100 bytes a record with the per-record estimate: about 100 records fit in 110,000 bytes.
