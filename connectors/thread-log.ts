@@ -207,7 +207,8 @@ export class ThreadLog implements Log {
   private readonly consumers = new Map<number, ThreadConsumer>();
   private nextId = 0;
   private nextConsumer = 0;
-  private closed = false;
+  /** Why calls fail from now on: this side was closed, or the other side went away. */
+  private ended: Error | undefined;
 
   /** `kind` is that of the log on the other side, whose semantics this one has. */
   constructor(
@@ -215,12 +216,12 @@ export class ThreadLog implements Log {
     readonly kind: Log['kind'] = 'embedded',
   ) {
     port.on('message', (answer: Answer) => this.receive(answer));
-    port.on('close', () => this.failPending(new Error('the log thread went away')));
+    port.on('close', () => this.end(new Error('the log thread went away')));
   }
 
   /** Sends a request and resolves with its answer. */
   call(request: Call): Promise<Extract<Answer, { kind: 'answer' }>> {
-    if (this.closed) return Promise.reject(new Error('the thread log is closed'));
+    if (this.ended) return Promise.reject(this.ended);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -230,7 +231,7 @@ export class ThreadLog implements Log {
 
   /** Sends what needs no answer. */
   send(request: Extract<Request, { op: 'seek' | 'pause' | 'resume' | 'rebalanced' }>): void {
-    if (!this.closed) this.port.postMessage(request);
+    if (!this.ended) this.port.postMessage(request);
   }
 
   async ensureTopic(topic: string, config: TopicConfig): Promise<void> {
@@ -266,8 +267,7 @@ export class ThreadLog implements Log {
   /** Closes this side's consumers and the port; the log on the other side stays open. */
   async close(): Promise<void> {
     await Promise.all([...this.consumers.values()].map((consumer) => consumer.close()));
-    this.closed = true;
-    this.failPending(new Error('the thread log is closed'));
+    this.end(new Error('the thread log is closed'));
     this.port.close();
   }
 
@@ -287,8 +287,9 @@ export class ThreadLog implements Log {
     else waiting?.resolve(answer);
   }
 
-  private failPending(error: Error): void {
-    for (const waiting of this.pending.values()) waiting.reject(error);
+  private end(reason: Error): void {
+    this.ended ??= reason;
+    for (const waiting of this.pending.values()) waiting.reject(this.ended);
     this.pending.clear();
   }
 }
