@@ -300,7 +300,7 @@ export class EmbeddedLog implements Log {
    * any topic). A consumer waits only for what it reads: every append in a serving process (impressions, served
    * features) would otherwise wake every idle or batching consumer of every topic to find nothing to do.
    */
-  waitForAppend(timeoutMs: number, topics?: readonly string[], records = 1, signal?: AbortSignal): Promise<void> {
+  waitForAppend(timeoutMs: number, topics?: readonly string[], records = 1, onWaiting?: (wake: () => void) => void): Promise<void> {
     return new Promise((resolve) => {
       const waiter: Waiter = {
         topics: topics ? new Set(topics) : undefined,
@@ -313,7 +313,7 @@ export class EmbeddedLog implements Log {
       };
       const timer = setTimeout(waiter.wake, timeoutMs);
       this.waiters.add(waiter);
-      signal?.addEventListener('abort', waiter.wake, { once: true });
+      onWaiting?.(waiter.wake);
     });
   }
 
@@ -378,8 +378,9 @@ class EmbeddedConsumer implements LogConsumer {
   private cursor = 0;
   private readonly restored = new RestoredPositions();
   private closed = false;
-  /** Aborted as `close` begins, so a `next` waiting for records answers at once rather than at its poll timeout. */
-  private readonly closing = new AbortController();
+  private closing = false;
+  /** Ends the wait of a `next` waiting for records: `close` calls it, so that `next` answers at once. */
+  private wakeWaiting: (() => void) | undefined;
   private ready: Promise<void>;
   /** True once a scan found nothing to read: the next records may wait to be batched (see `fetchMinRecords`). */
   private caughtUp = true;
@@ -401,14 +402,14 @@ class EmbeddedConsumer implements LogConsumer {
     let lingerUntil: number | undefined;
     for (;;) {
       await this.log.group(this.group).rebalancing;
-      if (this.closed || this.closing.signal.aborted) return undefined;
+      if (this.closed || this.closing) return undefined;
       if (this.caughtUp && minRecords > 1 && maxWaitMs > 0) {
         const ready = this.readyRecords(minRecords);
         if (ready > 0 && ready < minRecords) {
           lingerUntil ??= performance.now() + maxWaitMs;
           const wait = lingerUntil - performance.now();
           if (wait > 0) {
-            await this.log.waitForAppend(wait, this.topics, minRecords - ready, this.closing.signal);
+            await this.waitForRecords(wait, minRecords - ready);
             continue;
           }
         }
@@ -434,8 +435,13 @@ class EmbeddedConsumer implements LogConsumer {
       this.caughtUp = true;
       const remaining = deadline - performance.now();
       if (remaining <= 0) return null;
-      await this.log.waitForAppend(remaining, this.topics, 1, this.closing.signal);
+      await this.waitForRecords(remaining, 1);
     }
+  }
+
+  private async waitForRecords(timeoutMs: number, records: number): Promise<void> {
+    await this.log.waitForAppend(timeoutMs, this.topics, records, (wake) => (this.wakeWaiting = wake));
+    this.wakeWaiting = undefined;
   }
 
   /** Records ready to read from unpaused assigned partitions, counted up to `enough`. */
@@ -482,7 +488,8 @@ class EmbeddedConsumer implements LogConsumer {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closing.abort();
+    this.closing = true;
+    this.wakeWaiting?.();
     await this.ready;
     await this.log.group(this.group).rebalancing;
     await this.revokeAll();
