@@ -10,7 +10,21 @@ import { serveLog, ThreadLog } from '../connectors/thread-log.js';
 
 function across(log: Log) {
   const channel = new MessageChannel();
-  return { served: serveLog(log, channel.port1), client: new ThreadLog(channel.port2) };
+  return { channel, served: serveLog(log, channel.port1), client: new ThreadLog(channel.port2) };
+}
+
+/** A consumer across the port, 50 ms into a `next` on a topic nothing is appended to. */
+async function waitingOnQuietTopic() {
+  const embedded = new EmbeddedLog();
+  await embedded.ensureTopic('t', { partitions: 1 });
+  const sides = across(embedded);
+  const consumer = sides.client.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10_000 });
+  const waiting = consumer.next().then(
+    (batch) => batch,
+    (error: Error) => error.message,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  return { ...sides, embedded, consumer, waiting };
 }
 
 describe('ThreadLog', () => {
@@ -32,12 +46,7 @@ describe('ThreadLog', () => {
   });
 
   it('answers a consumer waiting for records with undefined once it is closed, and its log side forgets it', async () => {
-    const embedded = new EmbeddedLog();
-    await embedded.ensureTopic('t', { partitions: 1 });
-    const { served, client } = across(embedded);
-    const consumer = client.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10_000 });
-    const waiting = consumer.next();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { embedded, served, client, consumer, waiting } = await waitingOnQuietTopic();
     await consumer.close();
     expect(await waiting).toBeUndefined();
     expect(await consumer.next()).toBeUndefined();
@@ -50,29 +59,14 @@ describe('ThreadLog', () => {
   });
 
   it('closes the consumers the other side left open when the log side closes, and fails calls after that', async () => {
-    const embedded = new EmbeddedLog();
-    await embedded.ensureTopic('t', { partitions: 1 });
-    const { served, client } = across(embedded);
-    const consumer = client.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10_000 });
-    const waiting = consumer.next();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { served, client, waiting } = await waitingOnQuietTopic();
     await served.close();
     expect(await waiting).toBeUndefined();
     await expect(client.partitionCount('t')).rejects.toThrow('the log thread went away');
   });
 
   it("fails calls in flight when the log's side goes away without answering, rather than leaving them waiting", async () => {
-    const embedded = new EmbeddedLog();
-    await embedded.ensureTopic('t', { partitions: 1 });
-    const channel = new MessageChannel();
-    serveLog(embedded, channel.port1);
-    const client = new ThreadLog(channel.port2);
-    const consumer = client.consumer({ group: 'g', topics: ['t'], pollTimeoutMs: 10_000 });
-    const waiting = consumer.next().then(
-      () => 'answered',
-      (error: Error) => error.message,
-    );
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    const { embedded, channel, client, waiting } = await waitingOnQuietTopic();
     channel.port1.close();
     expect(await waiting).toBe('the log thread went away');
     await expect(client.append('t', [{ key: null, value: 'v' }])).rejects.toThrow('the log thread went away');
