@@ -378,6 +378,7 @@ class EmbeddedConsumer implements LogConsumer {
   private cursor = 0;
   private readonly restored = new RestoredPositions();
   private closed = false;
+  /** Set as `close` begins: from then on `next` answers undefined. */
   private closing = false;
   /** Ends the wait of a `next` waiting for records: `close` calls it, so that `next` answers at once. */
   private wakeWaiting: (() => void) | undefined;
@@ -402,7 +403,7 @@ class EmbeddedConsumer implements LogConsumer {
     let lingerUntil: number | undefined;
     for (;;) {
       await this.log.group(this.group).rebalancing;
-      if (this.closed || this.closing) return undefined;
+      if (this.closing) return undefined;
       if (this.caughtUp && minRecords > 1 && maxWaitMs > 0) {
         const ready = this.readyRecords(minRecords);
         if (ready > 0 && ready < minRecords) {

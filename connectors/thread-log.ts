@@ -40,7 +40,7 @@ type Answer =
       readonly assignment: readonly TopicPartition[];
     };
 
-interface WireError {
+export interface WireError {
   readonly name: string;
   readonly message: string;
   readonly stack?: string;
@@ -54,13 +54,13 @@ interface WireBatch extends TopicPartition {
   readonly values: readonly string[];
 }
 
-function wireError(error: unknown): WireError {
+export function wireError(error: unknown): WireError {
   if (error instanceof Error) return { name: error.name, message: error.message, ...(error.stack ? { stack: error.stack } : {}) };
   return { name: 'Error', message: String(error) };
 }
 
 /** The error as the other thread raised it, named and with its stack, so a failure reads as if it were local. */
-function remoteError(wire: WireError): Error {
+export function remoteError(wire: WireError): Error {
   const error = new Error(wire.message);
   error.name = wire.name;
   if (wire.stack) error.stack = wire.stack;

@@ -1,7 +1,7 @@
 import { readlinkSync } from 'node:fs';
 import { platform, setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ThreadLog } from '../connectors/thread-log.js';
+import { ThreadLog, wireError } from '../connectors/thread-log.js';
 import { startSamplesRole } from './samples-role.js';
 import { SAMPLES_THREAD_NICENESS, STATUS_INTERVAL_MS, type FromSamplesThread, type SamplesStatus, type SamplesThreadData } from './samples-thread.js';
 import type { SamplesJob } from './samples.js';
@@ -36,7 +36,7 @@ parent.on('message', (message: { kind: 'stop' }) => {
   clearInterval(reporter);
   job
     .stop()
-    .catch((error: unknown) => post({ kind: 'error', message: String((error as Error)?.message ?? error), ...((error as Error)?.stack ? { stack: (error as Error).stack! } : {}) }))
+    .catch((error: unknown) => post({ kind: 'error', error: wireError(error) }))
     .then(() => log.close())
     .finally(() => post({ kind: 'stopped', status: statusOf(job) }));
 });

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import type { Log } from '../connectors/log.js';
-import { serveLog } from '../connectors/thread-log.js';
+import { remoteError, serveLog, type WireError } from '../connectors/thread-log.js';
 import type { Topology } from '../operators/pipeline.js';
 import type { SamplesStats } from './samples.js';
 import type { SamplesRoleOptions } from './samples-role.js';
@@ -37,7 +37,7 @@ export interface SamplesStatus {
 export type FromSamplesThread =
   | { readonly kind: 'started'; readonly topology: Topology; readonly status: SamplesStatus }
   | { readonly kind: 'status'; readonly status: SamplesStatus }
-  | { readonly kind: 'error'; readonly message: string; readonly stack?: string }
+  | { readonly kind: 'error'; readonly error: WireError }
   | { readonly kind: 'stopped'; readonly status: SamplesStatus };
 
 export interface SamplesThread {
@@ -83,7 +83,7 @@ export async function startSamplesThread(log: Log, samples: Omit<SamplesRoleOpti
 
   await new Promise<void>((resolve, reject) => {
     worker.on('message', (message: FromSamplesThread) => {
-      if (message.kind === 'error') onError(Object.assign(new Error(message.message), message.stack ? { stack: message.stack } : {}));
+      if (message.kind === 'error') onError(remoteError(message.error));
       else apply(message.status);
       if (message.kind === 'started') {
         topology = message.topology;
