@@ -1,3 +1,4 @@
+import { bestFirst } from './best-first.js';
 import type { ItemCatalogue } from './catalogue.js';
 import { candidateFilter } from './filter.js';
 import { RequestIndex } from './request-index.js';
@@ -67,32 +68,36 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
   }
 
   if (selected.length < count) {
-    const leftovers: { itemId: string; score: number }[] = [];
+    // Every candidate not yet taken, by score relative to its source's top score, best first (ties in list order).
+    let left = 0;
     for (const list of active) {
       const top = list.candidates[0]!.score;
       for (const candidate of list.candidates) {
-        if (!position.has(candidate.itemId)) leftovers.push({ itemId: candidate.itemId, score: top > 0 ? candidate.score / top : 0 });
+        if (position.has(candidate.itemId)) continue;
+        if (left === leftoverScores.length) leftoverScores = grown(leftoverScores);
+        leftoverIds[left] = candidate.itemId;
+        leftoverScores[left++] = top > 0 ? candidate.score / top : 0;
       }
     }
-    leftovers.sort((a, b) => b.score - a.score);
-    for (const { itemId } of leftovers) {
-      if (selected.length >= count) break;
-      if (!usable(itemId)) continue;
-      take(itemId);
+    const order = bestFirst(leftoverScores, left, left);
+    for (let k = 0; k < order.length && selected.length < count; k++) {
+      const itemId = leftoverIds[order[k]!]!;
+      if (usable(itemId)) take(itemId);
     }
+    leftoverIds.length = 0;
   }
 
-  // Hits are gathered for the selected items only: sources return about twice what is merged, and this runs on
-  // every request. One pass notes each item's best source and score; the full list of an item's hits is built only
-  // when something reads it (an explanation, a recall-feature ranker), from each hit's list and rank noted here.
+  // One pass over every hit notes each selected item's best source and score. The full list of an item's hits is
+  // built only when something reads it (an explanation, a recall-feature ranker): sources return about twice what is
+  // merged, and this runs on every request.
   const n = selected.length;
-  const bestScore = new Array<number>(n).fill(0);
-  const bestList = new Array<number>(n).fill(-1);
-  const lastList = new Array<number>(n).fill(-1);
-  let totalHits = 0;
-  for (const list of active) totalHits += list.candidates.length;
-  const noted = new Array<number>(3 * totalHits);
-  let end = 0;
+  if (bestScore.length < n) {
+    bestScore = new Float64Array(2 * n);
+    bestList = new Int32Array(2 * n);
+    lastList = new Int32Array(2 * n);
+  }
+  bestList.fill(-1, 0, n);
+  lastList.fill(-1, 0, n);
   for (let l = 0; l < active.length; l++) {
     const candidates = active[l]!.candidates;
     const top = candidates[0]!.score;
@@ -101,9 +106,6 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
       // A list that repeats an item keeps its first hit.
       if (i === undefined || lastList[i] === l) continue;
       lastList[i] = l;
-      noted[end++] = i;
-      noted[end++] = l;
-      noted[end++] = rank;
       const relative = top > 0 ? candidates[rank]!.score / top : 0;
       // The first hit counts whatever its score (a source may score below zero); ties keep the earlier list, as in an
       // item's hits.
@@ -113,32 +115,58 @@ export function mergeCandidates(lists: readonly SourceList[], count: number, acc
       }
     }
   }
-  const table = new HitTable(active, noted, end);
+  const table = new HitTable(active, selected);
   const merged: MergedCandidate[] = new Array(n);
   for (let i = 0; i < n; i++) merged[i] = new Merged(selected[i]!, bestScore[i]!, active[bestList[i]!]!.source, table, i);
   return merged;
 }
 
-/** The hits of one merge, noted as (item, list, rank) triples in list order, from which an item's list is built when read. */
+/*
+ * Scratch space kept between merges, which run start to end without yielding: typed arrays made per merge would each
+ * cost a backing store of their own.
+ */
+let bestScore = new Float64Array(256);
+let bestList = new Int32Array(256);
+let lastList = new Int32Array(256);
+let leftoverScores: Float64Array = new Float64Array(512);
+const leftoverIds: string[] = [];
+
+function grown(values: Float64Array): Float64Array {
+  const larger = new Float64Array(2 * values.length);
+  larger.set(values);
+  return larger;
+}
+
+/** The hits of one merge's selected items, found in its lists the first time any item's hits are read. */
 class HitTable {
+  private hits: { hit: SourceHit; relative: number }[][] | undefined;
+
   constructor(
     private readonly lists: readonly SourceList[],
-    private readonly noted: readonly number[],
-    private readonly end: number,
+    private readonly selected: readonly string[],
   ) {}
 
   /** Item `i`'s hits by score relative to their source's top score, best first, ties in list order. */
   hitsOf(i: number): SourceHit[] {
-    const hits: { hit: SourceHit; relative: number }[] = [];
-    for (let at = 0; at < this.end; at += 3) {
-      if (this.noted[at] !== i) continue;
-      const list = this.lists[this.noted[at + 1]!]!;
-      const rank = this.noted[at + 2]!;
-      const score = list.candidates[rank]!.score;
+    this.hits ??= this.gather();
+    return this.hits[i]!.sort((a, b) => b.relative - a.relative).map(({ hit }) => hit);
+  }
+
+  private gather(): { hit: SourceHit; relative: number }[][] {
+    const indexOf = new Map(this.selected.map((itemId, i) => [itemId, i]));
+    const hits = this.selected.map(() => [] as { hit: SourceHit; relative: number }[]);
+    for (const list of this.lists) {
       const top = list.candidates[0]!.score;
-      hits.push({ hit: { source: list.source, score, rank }, relative: top > 0 ? score / top : 0 });
+      const seen = new Set<string>();
+      list.candidates.forEach(({ itemId, score }, rank) => {
+        const i = indexOf.get(itemId);
+        // A list that repeats an item keeps its first hit.
+        if (i === undefined || seen.has(itemId)) return;
+        seen.add(itemId);
+        hits[i]!.push({ hit: { source: list.source, score, rank }, relative: top > 0 ? score / top : 0 });
+      });
     }
-    return hits.sort((a, b) => b.relative - a.relative).map(({ hit }) => hit);
+    return hits;
   }
 }
 

@@ -20,13 +20,14 @@ export function freshnessBoost(options: FreshnessBoostOptions): RerankStep {
   return {
     name: 'freshness',
     apply(items: readonly RerankItem[], request: RerankRequest): RerankItem[] {
+      const explaining = request.explain !== false;
       return byScore(
         items.map((item) => {
           const info = options.catalogue.get(item.itemId);
           if (!info) return item;
           const age = Math.max(0, request.now - info.publishedAt);
           const boost = weight * 2 ** (-age / halfLifeMs);
-          return boost > 0 ? withScore(item, request, 'freshness', item.score + boost, { ageMs: age }) : item;
+          return boost > 0 ? withScore(item, request, 'freshness', item.score + boost, explaining ? { ageMs: age } : undefined) : item;
         }),
       );
     },
