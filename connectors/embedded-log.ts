@@ -24,6 +24,12 @@ export interface ExpiredUnread {
   readonly to: number;
 }
 
+/** What Eddy reports of expired records: a loss to make visible, with the setting that governs it. */
+export function expiredUnreadError(expired: ExpiredUnread): Error {
+  const { group, from, to, topic, partition } = expired;
+  return new Error(`${group} never read offsets ${from}-${to - 1} of ${topic}/${partition}: retention removed them first (EDDY_LOG_RETENTION_BYTES)`);
+}
+
 export interface EmbeddedLogOptions {
   /** Partitions of a topic created implicitly by its first append. Default 1. */
   readonly defaultPartitions?: number;
