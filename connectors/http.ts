@@ -45,12 +45,15 @@ export interface ModelVersionSummary {
   readonly rollbackReason?: string;
 }
 
-/** The model registry's admin operations, served by the role that owns the registry (the trainer). */
+/**
+ * The model registry's admin operations, served by the role that owns the registry (the trainer). Async, since the
+ * trainer may run on another thread than the HTTP server.
+ */
 export interface ModelAdmin {
-  list(): readonly ModelVersionSummary[];
-  pin(model: string, version: string): ModelVersionSummary;
-  unpin(model: string): ModelVersionSummary | undefined;
-  rollback(model: string, to: string | undefined, reason: string): ModelVersionSummary;
+  list(): Promise<readonly ModelVersionSummary[]>;
+  pin(model: string, version: string): Promise<ModelVersionSummary>;
+  unpin(model: string): Promise<ModelVersionSummary | undefined>;
+  rollback(model: string, to: string | undefined, reason: string): Promise<ModelVersionSummary>;
 }
 
 export interface HttpOptions {
@@ -190,20 +193,20 @@ export async function createHttpServer(service: EddyService, options: HttpOption
       }
       return parsed.data;
     };
-    const registryCall = <T>(call: () => T): T => {
+    const registryCall = async <T>(call: () => Promise<T>): Promise<T> => {
       try {
-        return call();
+        return await call();
       } catch (error) {
         throw new HttpError(404, error instanceof Error ? error.message : String(error), 'version');
       }
     };
-    app.get('/v1/models', { preHandler: requireToken }, async () => ({ versions: admin.list() }));
+    app.get('/v1/models', { preHandler: requireToken }, async () => ({ versions: await admin.list() }));
     app.post('/v1/models/:model/pin', { preHandler: requireToken }, async (request) => {
       const { version } = parse(versionBody, request.body);
       return registryCall(() => admin.pin((request.params as { model: string }).model, version));
     });
     app.post('/v1/models/:model/unpin', { preHandler: requireToken }, async (request) => ({
-      serving: registryCall(() => admin.unpin((request.params as { model: string }).model)) ?? null,
+      serving: (await registryCall(() => admin.unpin((request.params as { model: string }).model))) ?? null,
     }));
     app.post('/v1/models/:model/rollback', { preHandler: requireToken }, async (request) => {
       const { to, reason } = parse(rollbackBody, request.body);

@@ -3,11 +3,11 @@ import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Registry, type Histogram } from 'prom-client';
-import { EmbeddedLog } from '../connectors/embedded-log.js';
+import { EmbeddedLog, expiredUnreadError } from '../connectors/embedded-log.js';
 import type { FeatureStore } from '../connectors/feature-store.js';
 import { dashboardPlugin } from '../connectors/dashboard/plugin.js';
 import { metricsDashboardSource } from '../connectors/dashboard/metrics-source.js';
-import { createHttpServer, type EddyService } from '../connectors/http.js';
+import { createHttpServer, type EddyService, type ModelAdmin } from '../connectors/http.js';
 import { httpLoggerOptions } from '../connectors/observability/logger.js';
 import { createMetrics, type EddyMetrics } from '../connectors/observability/metrics.js';
 import { createLog, ensureTopics } from '../connectors/kafka/index.js';
@@ -32,8 +32,8 @@ import { runFeatures } from './features.js';
 import type { SamplesJob } from './samples.js';
 import { startSamplesRole } from './samples-role.js';
 import { startSamplesThread } from './samples-thread.js';
-import { runTrainer, type TrainerJob } from './trainer.js';
-import { registryAdmin } from './model-admin.js';
+import { runTrainer } from './trainer.js';
+import { registryAdmin, servingQuality, type ServingQuality } from './model-admin.js';
 import { recallStack } from './recall-stack.js';
 import { createService, ProactivePusher, requestsPipeline, runWithDeadLetters, servingStatePipeline, type ServeTopics } from './serve.js';
 import { SERVING_STAGES, ServingPipeline, type ServingStage } from './serving.js';
@@ -91,17 +91,34 @@ export interface RunningPart {
   stop(): Promise<void>;
 }
 
-function partOf(runner: PipelineRunner, deadLetters: DeadLetterBuffer, stop: () => Promise<void> = () => runner.stop()): RunningPart {
+/**
+ * A part whose state is read from `job` at each access: a runner in this process, or a job on the samples thread
+ * whose statistics are those the thread last reported.
+ */
+function partFrom(job: { readonly failed: boolean; readonly runnerStats: RunningPart['stats']; readonly deadLettered: number }, stop: () => Promise<void>): RunningPart {
   return {
     get failed() {
-      return runner.failed;
+      return job.failed;
     },
-    stats: runner.stats,
+    stats: job.runnerStats,
     get deadLettered() {
-      return deadLetters.total;
+      return job.deadLettered;
     },
     stop,
   };
+}
+
+function partOf(runner: PipelineRunner, deadLetters: DeadLetterBuffer, stop: () => Promise<void> = () => runner.stop()): RunningPart {
+  const job = {
+    get failed() {
+      return runner.failed;
+    },
+    runnerStats: runner.stats,
+    get deadLettered() {
+      return deadLetters.total;
+    },
+  };
+  return partFrom(job, stop);
 }
 
 export function topicsOf(config: AppConfig): ServeTopics & { samples: string; models: string } {
@@ -151,8 +168,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       ? new EmbeddedLog({
           defaultPartitions: 1,
           retentionBytes: config.logRetentionBytes,
-          onExpiredUnread: (e) =>
-            onError(new Error(`${e.group} never read offsets ${e.from}-${e.to - 1} of ${e.topic}/${e.partition}: retention removed them first (EDDY_LOG_RETENTION_BYTES)`)),
+          onExpiredUnread: (expired) => onError(expiredUnreadError(expired)),
         })
       : await createLog(config.kafka));
   await ensureTopics(log, config.kafka);
@@ -176,7 +192,22 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     runners.set('features', partOf(runner, deadLetters));
   }
 
+  const trainerSettings = runs('trainer')
+    ? {
+        group: 'eddy-trainer',
+        topics: { samples: topics.samples, models: topics.models, deadLetters: topics.deadLetters },
+        model: ONLINE_MODEL_NAME,
+        learner: config.onlineLearner,
+        ...(config.onlineLearner === 'head' && config.modelFile ? { deepModel: await readFile(config.modelFile) } : {}),
+        ftrl: { bits: ONLINE_MODEL_BITS },
+        publishEverySamples: config.publishEverySamples,
+        publishIntervalMs: config.publishIntervalMs,
+      }
+    : undefined;
   let samplesJob: Pick<SamplesJob, 'stats' | 'heldItems'> | undefined;
+  let modelAdmin: ModelAdmin | undefined;
+  /** The serving version of the online model and its online quality, when this process runs the trainer. */
+  let onlineQuality: (() => ServingQuality | undefined) | undefined;
   if (runs('samples')) {
     const samples = {
       topics: { events: topics.events, samples: topics.samples, deadLetters: topics.deadLetters },
@@ -185,19 +216,18 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
       checkpointOnLog: !(log instanceof EmbeddedLog),
     };
     if (role === 'all' && log instanceof EmbeddedLog && config.samplesThread === 'worker') {
-      const thread = await startSamplesThread(log, samples, onError);
-      runners.set('samples', {
-        get failed() {
-          return thread.failed;
-        },
-        stats: thread.runnerStats,
-        get deadLettered() {
-          return thread.deadLettered;
-        },
-        stop: () => thread.stop(),
-      });
+      const thread = await startSamplesThread(log, samples, onError, { logRetentionBytes: config.logRetentionBytes, ...(trainerSettings ? { trainer: trainerSettings } : {}) });
+      runners.set('samples', partFrom(thread, () => thread.stop()));
       pipelines.push(thread.pipeline);
       samplesJob = thread;
+      const trainer = thread.trainer;
+      if (trainer) {
+        // The thread stops both jobs, and the samples part already asks it to.
+        runners.set('trainer', partFrom(trainer, async () => {}));
+        pipelines.push(trainer.pipeline);
+        modelAdmin = trainer.admin;
+        onlineQuality = () => trainer.serving();
+      }
     } else {
       const job = await startSamplesRole({ log, ...samples });
       runners.set('samples', partOf(job.runner, job.deadLetters, () => job.stop()));
@@ -206,27 +236,19 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     }
   }
 
-  let trainer: TrainerJob | undefined;
-  if (runs('trainer')) {
-    trainer = await runTrainer({
-      log,
-      group: 'eddy-trainer',
-      topics: { samples: topics.samples, models: topics.models, deadLetters: topics.deadLetters },
-      model: ONLINE_MODEL_NAME,
-      learner: config.onlineLearner,
-      ...(config.onlineLearner === 'head' && config.modelFile ? { deepModel: await readFile(config.modelFile) } : {}),
-      ftrl: { bits: ONLINE_MODEL_BITS },
-      publishEverySamples: config.publishEverySamples,
-      publishIntervalMs: config.publishIntervalMs,
-      onError,
-    });
-    const job = trainer;
+  if (trainerSettings && !runners.has('trainer')) {
+    const job = await runTrainer({ log, ...trainerSettings, onError });
     runners.set('trainer', partOf(job.runner, job.deadLetters, () => job.stop()));
     pipelines.push(job.pipeline as Pipeline<LogRecord, unknown>);
+    modelAdmin = registryAdmin(job.registry);
+    onlineQuality = () => servingQuality(job.registry, ONLINE_MODEL_NAME);
+  }
+  if (onlineQuality) {
+    const quality = onlineQuality;
     const qualitySampler = setInterval(() => {
-      const serving = job.registry.serving(ONLINE_MODEL_NAME);
+      const serving = quality();
       if (!serving) return;
-      const { auc, logloss } = serving.metrics as { auc?: number; logloss?: number };
+      const { auc, logloss } = serving;
       if (auc !== undefined && Number.isFinite(auc)) metrics.onlineAuc.labels(ONLINE_MODEL_NAME, serving.version).set(auc);
       if (logloss !== undefined && Number.isFinite(logloss)) metrics.onlineLogloss.labels(ONLINE_MODEL_NAME, serving.version).set(logloss);
     }, 1000);
@@ -326,7 +348,7 @@ export async function startEddy(options: StartOptions): Promise<RunningEddy> {
     http = await createHttpServer(service ?? probesOnly(registry, runners), {
       logger: httpLoggerOptions({ level: config.logLevel, bindings: { role } }),
       bodyLimitBytes: config.bodyLimitBytes,
-      ...(trainer ? { modelAdmin: registryAdmin(trainer.registry) } : {}),
+      ...(modelAdmin ? { modelAdmin } : {}),
       ...(config.authToken ? { authToken: config.authToken } : {}),
       plugins: [dashboardPlugin(metricsDashboardSource(metrics)), ...(options.httpPlugins ?? [])],
     });

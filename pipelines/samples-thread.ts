@@ -4,41 +4,81 @@
  * In the serving thread, each major collection marked all of it while requests waited, 100-300 ms at 1,500 requests
  * a second. V8 gives each thread a heap of its own, so on this thread those collections stop only the job.
  *
- * The job reads and writes the process's log through a `ThreadLog`. Its statistics come back twice a second, for the
- * metrics and readiness the process reports.
+ * The trainer runs on the same thread, with the samples topic in a log of the thread's own: once the join is full,
+ * every served impression leaves as a sample (15,000 a second at 1,500 requests a second), and parsing and learning
+ * them took the serving thread's spare time. Serving follows the versions the trainer publishes on the models topic,
+ * as it does a trainer in another process, and the model admin API reaches the trainer's registry over the thread's
+ * port.
+ *
+ * The jobs read and write the process's log through a `ThreadLog`. Their statistics come back twice a second, for
+ * the metrics and readiness the process reports.
  */
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import type { ModelAdmin, ModelVersionSummary } from '../connectors/http.js';
 import type { Log } from '../connectors/log.js';
 import { remoteError, serveLog, type WireError } from '../connectors/thread-log.js';
 import type { Topology } from '../operators/pipeline.js';
+import type { ServingQuality } from './model-admin.js';
 import type { SamplesStats } from './samples.js';
 import type { SamplesRoleOptions } from './samples-role.js';
+import type { RunTrainerOptions } from './trainer.js';
 
 export const STATUS_INTERVAL_MS = 500;
 /** The thread's nice value on Linux: below serving's, above nothing else's. */
 export const SAMPLES_THREAD_NICENESS = 10;
 
+/** The trainer's settings as they cross to the thread: what a structured clone carries. */
+export type TrainerThreadOptions = Omit<RunTrainerOptions, 'log' | 'encoder' | 'onVersion' | 'registry' | 'onError' | 'clock'>;
+
 export interface SamplesThreadData {
   readonly port: MessagePort;
   readonly samples: Omit<SamplesRoleOptions, 'log'>;
+  readonly trainer?: TrainerThreadOptions;
+  /** Bytes per partition the thread's own log keeps of the samples topic, as EDDY_LOG_RETENTION_BYTES. */
+  readonly logRetentionBytes: number;
 }
 
-export interface SamplesStatus {
+/** What a job's runner reports. */
+export interface JobStatus {
   readonly records: number;
   readonly lag: readonly (readonly [string, number])[];
   readonly failed: boolean;
   readonly deadLettered: number;
-  readonly stats: SamplesStats;
-  readonly held: number;
 }
 
+export interface SamplesStatus extends JobStatus {
+  readonly stats: SamplesStats;
+  readonly held: number;
+  readonly trainer?: JobStatus & { readonly serving?: ServingQuality };
+}
+
+export type AdminCall =
+  | { readonly call: 'list' }
+  | { readonly call: 'pin'; readonly model: string; readonly version: string }
+  | { readonly call: 'unpin'; readonly model: string }
+  | { readonly call: 'rollback'; readonly model: string; readonly to: string | undefined; readonly reason: string };
+
+export type ToSamplesThread = { readonly kind: 'stop' } | ({ readonly kind: 'admin'; readonly id: number } & AdminCall);
+
 export type FromSamplesThread =
-  | { readonly kind: 'started'; readonly topology: Topology; readonly status: SamplesStatus }
+  | { readonly kind: 'started'; readonly topology: readonly Topology[]; readonly status: SamplesStatus }
   | { readonly kind: 'status'; readonly status: SamplesStatus }
   | { readonly kind: 'error'; readonly error: WireError }
+  | { readonly kind: 'admin'; readonly id: number; readonly value?: unknown; readonly error?: WireError }
   | { readonly kind: 'stopped'; readonly status: SamplesStatus };
+
+/** The trainer on the thread, as the process sees it. */
+export interface ThreadTrainer {
+  readonly failed: boolean;
+  readonly runnerStats: { readonly records: number; readonly lag: Map<string, number> };
+  readonly deadLettered: number;
+  readonly pipeline: { describe(): Topology };
+  readonly admin: ModelAdmin;
+  /** The serving version's quality as last reported, if the registry serves one. */
+  serving(): ServingQuality | undefined;
+}
 
 export interface SamplesThread {
   readonly failed: boolean;
@@ -47,8 +87,10 @@ export interface SamplesThread {
   readonly runnerStats: { readonly records: number; readonly lag: Map<string, number> };
   readonly deadLettered: number;
   readonly pipeline: { describe(): Topology };
+  /** Present when the thread runs the trainer too. */
+  readonly trainer: ThreadTrainer | undefined;
   heldItems(): number;
-  /** Finishes the job's in-flight batches, commits, and ends the thread. */
+  /** Finishes the jobs' in-flight batches (the samples job's first, then the trainer's), commits, and ends the thread. */
   stop(): Promise<void>;
 }
 
@@ -65,26 +107,57 @@ function startWorker(workerData: SamplesThreadData, transferList: TransferListIt
   return new Worker(bootstrap, { eval: true, workerData, transferList });
 }
 
-export async function startSamplesThread(log: Log, samples: Omit<SamplesRoleOptions, 'log'>, onError: (error: unknown) => void): Promise<SamplesThread> {
+/** A runner's statistics as the process keeps them, refreshed from each status. */
+function runnerStatsOf() {
+  const stats = { records: 0, lag: new Map<string, number>() };
+  const apply = (status: JobStatus) => {
+    stats.records = status.records;
+    for (const [partition, value] of status.lag) stats.lag.set(partition, value);
+  };
+  return { stats, apply };
+}
+
+export async function startSamplesThread(
+  log: Log,
+  samples: Omit<SamplesRoleOptions, 'log'>,
+  onError: (error: unknown) => void,
+  options: { readonly trainer?: TrainerThreadOptions; readonly logRetentionBytes: number },
+): Promise<SamplesThread> {
   const channel = new MessageChannel();
   const served = serveLog(log, channel.port1);
-  const worker = startWorker({ port: channel.port2, samples }, [channel.port2]);
+  const { trainer, logRetentionBytes } = options;
+  const worker = startWorker({ port: channel.port2, samples, logRetentionBytes, ...(trainer ? { trainer } : {}) }, [channel.port2]);
   let status: SamplesStatus | undefined;
-  let topology: Topology | undefined;
+  let topology: readonly Topology[] = [];
   let exited = false;
-  const lag = new Map<string, number>();
-  const runnerStats = { records: 0, lag };
+  const samplesRunner = runnerStatsOf();
+  const trainerRunner = runnerStatsOf();
   const apply = (next: SamplesStatus) => {
     status = next;
-    runnerStats.records = next.records;
-    for (const [partition, value] of next.lag) lag.set(partition, value);
+    samplesRunner.apply(next);
+    if (next.trainer) trainerRunner.apply(next.trainer);
   };
   let stopped: (() => void) | undefined;
+  const adminCalls = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  let nextAdminCall = 0;
+  const admin = <T>(call: AdminCall): Promise<T> => {
+    if (exited) return Promise.reject(new Error('the samples thread has ended'));
+    const id = nextAdminCall++;
+    return new Promise<T>((resolve, reject) => {
+      adminCalls.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      worker.postMessage({ kind: 'admin', id, ...call } satisfies ToSamplesThread);
+    });
+  };
 
   await new Promise<void>((resolve, reject) => {
     worker.on('message', (message: FromSamplesThread) => {
       if (message.kind === 'error') onError(remoteError(message.error));
-      else apply(message.status);
+      else if (message.kind === 'admin') {
+        const waiting = adminCalls.get(message.id);
+        adminCalls.delete(message.id);
+        if (message.error) waiting?.reject(remoteError(message.error));
+        else waiting?.resolve(message.value);
+      } else apply(message.status);
       if (message.kind === 'started') {
         topology = message.topology;
         resolve();
@@ -96,6 +169,8 @@ export async function startSamplesThread(log: Log, samples: Omit<SamplesRoleOpti
     });
     worker.on('exit', (code) => {
       exited = true;
+      for (const waiting of adminCalls.values()) waiting.reject(new Error(`the samples thread exited with code ${code}`));
+      adminCalls.clear();
       stopped?.();
       reject(new Error(`the samples thread exited with code ${code} before it started`));
     });
@@ -108,11 +183,30 @@ export async function startSamplesThread(log: Log, samples: Omit<SamplesRoleOpti
     get stats() {
       return status!.stats;
     },
-    runnerStats,
+    runnerStats: samplesRunner.stats,
     get deadLettered() {
       return status!.deadLettered;
     },
-    pipeline: { describe: () => topology! },
+    pipeline: { describe: () => topology[0]! },
+    trainer: trainer
+      ? {
+          get failed() {
+            return exited || status!.trainer!.failed;
+          },
+          runnerStats: trainerRunner.stats,
+          get deadLettered() {
+            return status!.trainer!.deadLettered;
+          },
+          pipeline: { describe: () => topology[1]! },
+          admin: {
+            list: () => admin<readonly ModelVersionSummary[]>({ call: 'list' }),
+            pin: (model, version) => admin<ModelVersionSummary>({ call: 'pin', model, version }),
+            unpin: (model) => admin<ModelVersionSummary | undefined>({ call: 'unpin', model }),
+            rollback: (model, to, reason) => admin<ModelVersionSummary>({ call: 'rollback', model, to, reason }),
+          },
+          serving: () => status!.trainer!.serving,
+        }
+      : undefined,
     heldItems: () => status!.held,
     async stop() {
       if (!exited) {

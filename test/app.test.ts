@@ -173,8 +173,8 @@ describe('eddy all (embedded)', () => {
   });
 });
 
-// The samples job runs on a thread of its own by default, reporting its statistics back, and on the event loop with
-// EDDY_SAMPLES_THREAD=main: the same behaviour either way.
+// The samples job and the trainer run on a thread of their own by default, reporting their statistics back, and on
+// the event loop with EDDY_SAMPLES_THREAD=main: the same behaviour either way.
 describe.each(['worker', 'main'] as const)('eddy all at the samples job bound, the job on %s', (thread) => {
   let eddy: RunningEddy;
 
@@ -223,5 +223,80 @@ describe.each(['worker', 'main'] as const)('eddy all at the samples job bound, t
     expect(eddy.pipelines.map((p) => p.describe().pipeline)).toContain('samples');
     expect(eddy.runners.get('samples')!.stats.records).toBeGreaterThanOrEqual(36);
     expect(eddy.runners.get('samples')!.failed).toBe(false);
+  });
+});
+
+describe.each(['worker', 'main'] as const)('eddy all learning online, the jobs on %s', (thread) => {
+  let eddy: RunningEddy;
+  const AUTH = { authorization: 'Bearer ops' };
+  const post = async (path: string, body: unknown) =>
+    (await fetch(`${eddy.url}${path}`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify(body) })).json() as Promise<any>;
+  const get = async (path: string) => (await fetch(`${eddy.url}${path}`, { headers: AUTH })).json() as Promise<any>;
+
+  beforeAll(async () => {
+    eddy = await startEddy({
+      config: loadConfig({
+        PORT: '0',
+        HOST: '127.0.0.1',
+        EDDY_DATA_DIR: '',
+        EDDY_PUSH_DEBOUNCE_MS: '0',
+        EDDY_EXPLORATION_SHARE: '0',
+        EDDY_ATTRIBUTION_WINDOW_MS: '1000',
+        EDDY_PUBLISH_INTERVAL_MS: '100',
+        EDDY_SAMPLES_THREAD: thread,
+        EDDY_AUTH_TOKEN: 'ops',
+      }),
+      role: 'all',
+      log: new EmbeddedLog(),
+    });
+  });
+
+  afterAll(() => eddy.stop());
+
+  it('learns the served impressions and clicks, serves the versions it publishes, and answers the model admin API', { timeout: 90_000 }, async () => {
+    const items = Array.from({ length: 40 }, (_, i) => ({ type: 'item', itemId: `m${i}`, ts: T0, fields: { genres: [GENRES[i % 4]!] } }));
+    expect((await post('/v1/events', items)).accepted).toBe(40);
+    await waitFor(() => (eddy.runners.get('serving-state')!.stats.records >= 40 ? true : undefined));
+    const labelled = async () => {
+      const text = await (await fetch(`${eddy.url}/metrics`)).text();
+      const [positive, negative] = ['positive', 'negative'].map((o) => Number(text.match(new RegExp(`^eddy_samples_impressions_total\\{outcome="${o}"\\} (\\d+)$`, 'm'))?.[1] ?? 0));
+      return { positive: positive!, negative: negative! };
+    };
+    // Ten users are served; half click their top item, half click nothing. An event `closeAfterMs` later closes every
+    // attribution window once the partitions without it fall idle (the samples job's idleMs, 5 s).
+    const round = async (first: number, closeAfterMs: number) => {
+      const served: RecommendationResponse[] = [];
+      for (let u = first; u < first + 10; u++) served.push(await post('/v1/recommend', { requestId: `req-${u}`, userId: `u${u}`, count: 5 }));
+      const clicks = served
+        .filter((_, u) => u % 2 === 0)
+        .map((r) => ({ id: `click-${r.userId}`, type: 'click', userId: r.userId, itemId: r.items[0]!.itemId, ts: Date.now(), requestId: r.requestId, position: 0 }));
+      const later = { id: `later-${first}`, type: 'view', userId: 'late-user', itemId: 'm0', ts: Date.now() + closeAfterMs };
+      expect((await post('/v1/events', [...clicks, later])).accepted).toBe(6);
+    };
+
+    await round(0, 3_600_000);
+    // Every sample the samples job emits (impressions labelled positive or negative) is learned into a serving version.
+    const listed = await waitFor(async () => {
+      const { positive, negative } = await labelled();
+      const { versions } = (await get('/v1/models')) as { versions: { model: string; version: string; samplesSeen: number; status: string }[] };
+      return positive > 0 && negative > 0 ? versions.find((v) => v.samplesSeen === positive + negative && v.status === 'serving') : undefined;
+    }, 30_000);
+    expect(listed.model).toBe('ranker');
+    expect(eddy.runners.get('trainer')!.stats.records).toBe(listed.samplesSeen);
+    expect(eddy.runners.get('trainer')!.failed).toBe(false);
+    expect(eddy.pipelines.map((p) => p.describe().pipeline)).toContain('trainer');
+    // Serving follows the published version.
+    await waitFor(async () => ((await post('/v1/recommend', { userId: 'after-learning', count: 3 })).model === `ftrl@${listed.version}` ? true : undefined));
+
+    expect(await post('/v1/models/ranker/pin', { version: listed.version })).toMatchObject({ model: 'ranker', version: listed.version, pinned: true });
+    const unknown = await fetch(`${eddy.url}/v1/models/ranker/pin`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify({ version: 'v-none' }) });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ field: 'version' });
+
+    // The pinned version keeps serving while the trainer scores the next samples with it before learning them: its
+    // online quality reaches /metrics, with the version as a label.
+    await round(10, 7_200_000);
+    await waitFor(async () => ((await (await fetch(`${eddy.url}/metrics`)).text()).match(new RegExp(`^eddy_model_online_logloss\\{model="ranker",version="${listed.version}"\\} [0-9.]+$`, 'm')) ? true : undefined), 30_000);
+    expect(await post('/v1/models/ranker/unpin', {})).toMatchObject({ serving: { model: 'ranker', pinned: false } });
   });
 });
