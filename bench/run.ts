@@ -2,13 +2,19 @@
  * `npm run bench -- <suite> [--json] [--key=value ...]`: runs bench/<suite>.ts, prints its figures, and with `--json`
  * prints them as one JSON object on the last line of stdout.
  */
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** Each suite module exports `run`, which reports progress with `log` and resolves with its figures. */
+/**
+ * Each suite module exports `run`, which reports progress with `log` and resolves with its figures. A suite that
+ * measures Eddy as it is shipped also exports the Node flags it ships with (`nodeFlags`): the runner starts again
+ * under them when this process lacks them.
+ */
 export interface BenchSuite {
   run(options: { args: Record<string, string>; log: (line: string) => void }): Promise<Record<string, unknown>>;
+  nodeFlags?(args: Record<string, string>): readonly string[];
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -30,6 +36,11 @@ if (!name || !suites.includes(name)) {
 }
 
 const suite = (await import(pathToFileURL(join(here, `${name}.ts`)).href)) as BenchSuite;
+const missingFlags = (suite.nodeFlags?.(args) ?? []).filter((flag) => !process.execArgv.includes(flag));
+if (missingFlags.length > 0) {
+  const again = spawnSync(process.execPath, [...missingFlags, ...process.execArgv, fileURLToPath(import.meta.url), ...argv], { stdio: 'inherit' });
+  process.exit(again.status ?? 1);
+}
 const result = await suite.run({ args, log: (line) => console.log(line) });
 if (json) console.log(JSON.stringify(result));
 else for (const [key, value] of Object.entries(result)) console.log(`${key}: ${JSON.stringify(value)}`);

@@ -14,7 +14,8 @@
  * run), maxSeconds (10, the max run), pacedConnections (64), connections (16, for max), freshnessTrials (50),
  * pushDebounceMs (0: proactive pushes off), sloProbes (6), sloProbeSeconds (20), samplesMaxItems (the server's
  * EDDY_SAMPLES_MAX_ITEMS), samplesThread (the server's EDDY_SAMPLES_THREAD), logRetentionBytes (the server's
- * EDDY_LOG_RETENTION_BYTES), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`).
+ * EDDY_LOG_RETENTION_BYTES), scorerThread (worker: where the ONNX ranker runs, `worker` or `main`), v8PoolSize (1, as
+ * the image and `npm start` ship it: V8's threads for collections; the suite starts again under `--v8-pool-size`).
  *
  * Sustained means over a minute, not seconds: every request leaves ten impressions the samples job holds for its
  * attribution window, so the server's heap grows through the run and its major collections, whose marking shares the
@@ -249,6 +250,11 @@ async function freshnessTrial(client: Client, userId: string, timeoutMs: number)
   }
 }
 
+/** What the Dockerfile's NODE_OPTIONS and `npm start` pass. */
+const SHIPPED_V8_POOL_SIZE = 1;
+
+export const nodeFlags: BenchSuite['nodeFlags'] = (args) => [`--v8-pool-size=${Number(args.v8PoolSize ?? SHIPPED_V8_POOL_SIZE)}`];
+
 export const run: BenchSuite['run'] = async ({ args, log }) => {
   const items = Number(args.items ?? 5000);
   const users = Number(args.users ?? 3000);
@@ -390,6 +396,7 @@ export const run: BenchSuite['run'] = async ({ args, log }) => {
       candidates: 100,
       seed: { items: catalogue.length, users, events: behaviour.length },
       loadAverage: { before: round(loadBefore), after: round(loadAfter), cores: availableParallelism() },
+      nodeFlags: process.execArgv.filter((flag) => flag.startsWith('--v8')),
     };
   } finally {
     client?.close();
