@@ -54,17 +54,8 @@ function statusOf(job: SamplesJob, trainer: TrainerJob | undefined): SamplesStat
   };
 }
 
-function callAdmin(admin: ModelAdmin, call: AdminCall): Promise<unknown> {
-  switch (call.call) {
-    case 'list':
-      return admin.list();
-    case 'pin':
-      return admin.pin(call.model, call.version);
-    case 'unpin':
-      return admin.unpin(call.model);
-    case 'rollback':
-      return admin.rollback(call.model, call.to, call.reason);
-  }
+function callAdmin(admin: ModelAdmin, { call, args }: AdminCall): Promise<unknown> {
+  return (admin[call] as (...args: AdminCall['args']) => Promise<unknown>).apply(admin, args);
 }
 
 /**

@@ -16,7 +16,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
-import type { ModelAdmin, ModelVersionSummary } from '../connectors/http.js';
+import type { ModelAdmin } from '../connectors/http.js';
 import type { Log } from '../connectors/log.js';
 import { remoteError, serveLog, type WireError } from '../connectors/thread-log.js';
 import type { Topology } from '../operators/pipeline.js';
@@ -54,11 +54,8 @@ export interface SamplesStatus extends JobStatus {
   readonly trainer?: JobStatus & { readonly serving?: ServingQuality };
 }
 
-export type AdminCall =
-  | { readonly call: 'list' }
-  | { readonly call: 'pin'; readonly model: string; readonly version: string }
-  | { readonly call: 'unpin'; readonly model: string }
-  | { readonly call: 'rollback'; readonly model: string; readonly to: string | undefined; readonly reason: string };
+/** A `ModelAdmin` method and its arguments, as they cross to the thread. */
+export type AdminCall = { readonly [M in keyof ModelAdmin]: { readonly call: M; readonly args: Parameters<ModelAdmin[M]> } }[keyof ModelAdmin];
 
 export type ToSamplesThread = { readonly kind: 'stop' } | ({ readonly kind: 'admin'; readonly id: number } & AdminCall);
 
@@ -140,13 +137,20 @@ export async function startSamplesThread(
   let stopped: (() => void) | undefined;
   const adminCalls = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   let nextAdminCall = 0;
-  const admin = <T>(call: AdminCall): Promise<T> => {
+  const callAdmin = (call: AdminCall): Promise<never> => {
     if (exited) return Promise.reject(new Error('the samples thread has ended'));
     const id = nextAdminCall++;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<never>((resolve, reject) => {
       adminCalls.set(id, { resolve: resolve as (value: unknown) => void, reject });
       worker.postMessage({ kind: 'admin', id, ...call } satisfies ToSamplesThread);
     });
+  };
+  // Each method's answer is what the registry's method returned on the thread.
+  const admin: ModelAdmin = {
+    list: (...args) => callAdmin({ call: 'list', args }),
+    pin: (...args) => callAdmin({ call: 'pin', args }),
+    unpin: (...args) => callAdmin({ call: 'unpin', args }),
+    rollback: (...args) => callAdmin({ call: 'rollback', args }),
   };
 
   await new Promise<void>((resolve, reject) => {
@@ -198,12 +202,7 @@ export async function startSamplesThread(
             return status!.trainer!.deadLettered;
           },
           pipeline: { describe: () => topology[1]! },
-          admin: {
-            list: () => admin<readonly ModelVersionSummary[]>({ call: 'list' }),
-            pin: (model, version) => admin<ModelVersionSummary>({ call: 'pin', model, version }),
-            unpin: (model) => admin<ModelVersionSummary | undefined>({ call: 'unpin', model }),
-            rollback: (model, to, reason) => admin<ModelVersionSummary>({ call: 'rollback', model, to, reason }),
-          },
+          admin,
           serving: () => status!.trainer!.serving,
         }
       : undefined,
