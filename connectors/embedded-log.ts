@@ -5,6 +5,7 @@ import {
   RestoredPositions,
   type AppendResult,
   type ConsumerOptions,
+  type DeferredValue,
   type Log,
   type LogConsumer,
   type LogRecord,
@@ -51,8 +52,25 @@ export const DEFAULT_RETENTION_BYTES = 128 * 1024 * 1024;
 const RECORD_OVERHEAD_BYTES = 100;
 const INITIAL_RECORDS = 64;
 
-function sizeOf(key: string | null, value: string): number {
-  return RECORD_OVERHEAD_BYTES + value.length + (key?.length ?? 0);
+function sizeOf(key: string | null, value: string | DeferredValue): number {
+  return RECORD_OVERHEAD_BYTES + (typeof value === 'string' ? value.length : value.estimatedLength) + (key?.length ?? 0);
+}
+
+/** A kept record as a consumer gets it: a deferred value is encoded on the first read of `value`, if ever. */
+function recordOf(topic: string, partition: number, offset: number, key: string | null, value: string | DeferredValue, timestamp: number): LogRecord {
+  if (typeof value === 'string') return { topic, partition, offset, key, value, timestamp };
+  let text: string | undefined;
+  return {
+    topic,
+    partition,
+    offset,
+    key,
+    get value() {
+      return (text ??= value.encode());
+    },
+    payload: value.payload,
+    timestamp,
+  };
 }
 
 /**
@@ -69,7 +87,7 @@ class Partition {
   private offsets = new Float64Array(INITIAL_RECORDS);
   private timestamps = new Float64Array(INITIAL_RECORDS);
   private keys: (string | null)[] = new Array<string | null>(INITIAL_RECORDS).fill(null);
-  private values: string[] = new Array<string>(INITIAL_RECORDS).fill('');
+  private values: (string | DeferredValue)[] = new Array<string | DeferredValue>(INITIAL_RECORDS).fill('');
   private start = 0;
   private end = 0;
 
@@ -121,7 +139,7 @@ class Partition {
     this.timestamps = moved(this.timestamps);
     // Allocated at their new length at once: grown push by push, they would reallocate as they go.
     const keys = new Array<string | null>(capacity).fill(null);
-    const values = new Array<string>(capacity).fill('');
+    const values = new Array<string | DeferredValue>(capacity).fill('');
     for (let i = 0; i < kept; i++) {
       keys[i] = this.keys[this.start + i]!;
       values[i] = this.values[this.start + i]!;
@@ -178,7 +196,7 @@ class Partition {
     const to = Math.min(this.end, lo + max);
     const records: LogRecord[] = new Array(to - lo);
     for (let i = lo; i < to; i++) {
-      records[i - lo] = { topic: this.topic, partition: this.index, offset: this.offsets[i]!, key: this.keys[i]!, value: this.values[i]!, timestamp: this.timestamps[i]! };
+      records[i - lo] = recordOf(this.topic, this.index, this.offsets[i]!, this.keys[i]!, this.values[i]!, this.timestamps[i]!);
     }
     return records;
   }

@@ -19,7 +19,7 @@ type WireConsumerOptions = Omit<ConsumerOptions, 'onAssign' | 'onRevoke'> & { re
 type Request =
   | { readonly op: 'ensureTopic'; readonly id: number; readonly topic: string; readonly config: TopicConfig }
   | { readonly op: 'partitionCount' | 'offsets'; readonly id: number; readonly topic: string }
-  | { readonly op: 'append'; readonly id: number; readonly topic: string; readonly records: readonly ProducerRecord[] }
+  | { readonly op: 'append'; readonly id: number; readonly topic: string; readonly records: readonly TextRecord[] }
   | { readonly op: 'consumer'; readonly id: number; readonly consumer: number; readonly options: WireConsumerOptions }
   | { readonly op: 'next' | 'close'; readonly id: number; readonly consumer: number }
   | { readonly op: 'commit'; readonly id: number; readonly consumer: number; readonly positions: readonly Position[] }
@@ -45,6 +45,8 @@ export interface WireError {
   readonly message: string;
   readonly stack?: string;
 }
+
+type TextRecord = ProducerRecord & { readonly value: string };
 
 interface WireBatch extends TopicPartition {
   readonly highWatermark: number;
@@ -243,7 +245,9 @@ export class ThreadLog implements Log {
   }
 
   async append(topic: string, records: readonly ProducerRecord[]): Promise<AppendResult[]> {
-    return (await this.call({ op: 'append', topic, records })).value as AppendResult[];
+    // A deferred value's object would cross as a copy no consumer there could share: the other thread gets text.
+    const text = records.map((record): TextRecord => (typeof record.value === 'string' ? (record as TextRecord) : { ...record, value: record.value.encode() }));
+    return (await this.call({ op: 'append', topic, records: text })).value as AppendResult[];
   }
 
   async offsets(topic: string): Promise<{ partition: number; low: number; high: number }[]> {

@@ -55,10 +55,11 @@ export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readon
 
 /**
  * Log records to typed values. A record that does not parse goes to the dead-letter side output with the field and
- * the reason, so every received record is either passed on or dead-lettered.
+ * the reason, so every received record is either passed on or dead-lettered. `parse` gets the record's text, or the
+ * producer's object where the log passed one on (`LogRecord.payload`), which it checks as it would the parsed text.
  */
 export function parseRecords<T>(
-  parse: (raw: string) => ParseResult<T>,
+  parse: (raw: unknown) => ParseResult<T>,
   deadLetters: DeadLetterSink,
   name = 'parse',
 ): Operator<LogRecord, T> {
@@ -67,7 +68,7 @@ export function parseRecords<T>(
       map((batch) => {
         const out: T[] = [];
         for (const record of batch.items) {
-          const result = parse(record.value);
+          const result = parse(record.payload !== undefined ? record.payload : record.value);
           if (result.ok) out.push(result.value);
           else {
             const where = result.error.field ? `${result.error.field}: ` : '';

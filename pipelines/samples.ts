@@ -1,5 +1,5 @@
 import { concatMap, map, Observable } from 'rxjs';
-import type { Log, LogConsumer, LogRecord, TopicPartition } from '../connectors/log.js';
+import { DeferredJson, type Log, type LogConsumer, type LogRecord, type TopicPartition } from '../connectors/log.js';
 import { withItems, Ticket, type Batch, type SourcePosition } from '../operators/batch.js';
 import { DeadLetterBuffer, deadLetterOf, type DeadLetter, type DeadLetterSink } from '../operators/dead-letters.js';
 import { eventTime, type EventTimeSnapshot } from '../operators/event-time.js';
@@ -377,7 +377,30 @@ export interface SampleSink {
   append(samples: readonly LabelledSample[]): Promise<void>;
 }
 
-/** Appends samples to a log topic keyed by user, the partitioning of `events`. */
+/**
+ * About how long a sample's JSON is, for the embedded log's retention by bytes, without writing it: the fields' names
+ * and punctuation, the ids, the feature names (summed once per list: every sample of a job shares one), and up to 20
+ * characters a value.
+ */
+const SAMPLE_JSON_FIXED_LENGTH = 200;
+const SAMPLE_JSON_VALUE_LENGTH = 20;
+let namesMeasured: readonly string[] = [];
+let namesLength = 0;
+function estimatedSampleLength(sample: LabelledSample): number {
+  if (sample.names !== namesMeasured) {
+    namesMeasured = sample.names;
+    namesLength = sample.names.reduce((sum, name) => sum + name.length + 3, 0);
+  }
+  return (
+    SAMPLE_JSON_FIXED_LENGTH + sample.id.length + sample.requestId.length + sample.userId.length + sample.itemId.length + namesLength + sample.values.length * SAMPLE_JSON_VALUE_LENGTH
+  );
+}
+
+/**
+ * Appends samples to a log topic keyed by user, the partitioning of `events`. Each goes as a deferred JSON value: a
+ * trainer in this thread reads the sample as it is (15,000 a second at 1,500 requests a second once the join is full),
+ * where writing and parsing its text cost a fifth of a core; any other log writes the text at append.
+ */
 export class TopicSampleSink implements SampleSink {
   constructor(
     private readonly log: Log,
@@ -387,7 +410,7 @@ export class TopicSampleSink implements SampleSink {
   async append(samples: readonly LabelledSample[]): Promise<void> {
     if (samples.length === 0) return;
     try {
-      await this.log.append(this.topic, samples.map((s) => ({ key: s.userId, value: JSON.stringify(s) })));
+      await this.log.append(this.topic, samples.map((s) => ({ key: s.userId, value: new DeferredJson(s, estimatedSampleLength(s)) })));
     } catch (error) {
       throw new Error(`cannot append ${samples.length} samples to ${this.topic}`, { cause: error });
     }
@@ -1028,7 +1051,8 @@ function labelRequests(
         converted: outcomes.some((t) => conversion.has(t)) ? 1 : 0,
         outcomes,
         featuresTs: served.ts,
-        names: [...served.names],
+        // Shared, not copied: every sample of a request carries the one list, and nothing changes a sample once made.
+        names: served.names as string[],
         values: Array.from(served.values),
       });
       stats.samples++;

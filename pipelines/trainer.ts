@@ -72,11 +72,20 @@ export interface TrainerStats {
 
 /**
  * Labelled samples to learner samples. Names arrays are interned by content, so the encoder's per-names cache of
- * hashed buckets holds across samples that carry equal (but separately parsed) name lists.
+ * hashed buckets holds across samples that carry equal (but separately parsed) name lists. Samples handed over in
+ * the samples job's thread share one list, which the identity check finds without joining it.
  */
 export function encodeSamples(encoder: RowEncoder): Operator<LabelledSample, Sample<SparseFeatures>> {
   const interned = new Map<string, readonly string[]>();
+  let lastNames: readonly string[] | undefined;
+  let lastCanonical: readonly string[] = [];
   const intern = (names: readonly string[]): readonly string[] => {
+    if (names === lastNames) return lastCanonical;
+    lastNames = names;
+    lastCanonical = internByContent(names);
+    return lastCanonical;
+  };
+  const internByContent = (names: readonly string[]): readonly string[] => {
     const key = names.join('\u0000');
     let canonical = interned.get(key);
     if (canonical === undefined) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EmbeddedLog, type ExpiredUnread } from '../connectors/embedded-log.js';
 import { murmur2, partitionForKey } from '../connectors/partitioner.js';
-import type { LogConsumer, RecordBatch, TopicPartition } from '../connectors/log.js';
+import { DeferredJson, type LogConsumer, type RecordBatch, type TopicPartition } from '../connectors/log.js';
 
 const encode = (s: string) => new TextEncoder().encode(s);
 
@@ -243,6 +243,50 @@ describe('EmbeddedLog', () => {
     expect(expired).toHaveLength(1);
     await reader.close();
     await fresh.close();
+  });
+});
+
+describe('EmbeddedLog deferred values', () => {
+  /** A deferred value that counts its encodings. */
+  class CountedJson extends DeferredJson {
+    encoded = 0;
+    override encode(): string {
+      this.encoded++;
+      return super.encode();
+    }
+  }
+
+  it("hands a consumer the producer's object, and writes the text only when the record's value is read", async () => {
+    const log = new EmbeddedLog();
+    await log.ensureTopic('samples', { partitions: 1 });
+    const sample = { id: 's1', values: [0.1, 2.5e-7, 3] };
+    const deferred = new CountedJson(sample, 40);
+    await log.append('samples', [{ key: 'u1', value: deferred }, { key: 'u2', value: '{"id":"s2"}' }]);
+    const consumer = log.consumer({ group: 'g', topics: ['samples'], pollTimeoutMs: 10 });
+    const [first, second] = (await consumer.next())!.records;
+    expect(first!.payload).toBe(sample);
+    expect(deferred.encoded).toBe(0);
+    expect(second!.payload).toBeUndefined();
+    expect(second!.value).toBe('{"id":"s2"}');
+    // The text is the object's JSON, written once however often it is read, and a copy of the record carries it.
+    expect(JSON.parse(first!.value)).toEqual(sample);
+    expect(first!.value).toBe(JSON.stringify(sample));
+    expect({ ...first! }.value).toBe(JSON.stringify(sample));
+    expect(deferred.encoded).toBe(1);
+    await consumer.close();
+  });
+
+  it('counts a deferred value by its estimated length for retention by bytes, without encoding it', async () => {
+    // 1,100 bytes a record with the per-record estimate, as the text records of the test above: about 100 fit.
+    const log = new EmbeddedLog({ retentionBytes: 110_000 });
+    await log.ensureTopic('big', { partitions: 1 });
+    const values = Array.from({ length: 1050 }, (_, i) => new CountedJson({ i }, 1000));
+    for (const value of values) await log.append('big', [{ key: null, value }]);
+    const [big] = await log.offsets('big');
+    const kept = big!.high - big!.low;
+    expect(kept).toBeGreaterThanOrEqual(100);
+    expect(kept).toBeLessThanOrEqual(125);
+    expect(values.reduce((sum, v) => sum + v.encoded, 0)).toBe(0);
   });
 });
 

@@ -5,7 +5,7 @@
 import { MessageChannel } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
-import type { Log } from '../connectors/log.js';
+import { DeferredJson, type Log } from '../connectors/log.js';
 import { serveLog, ThreadLog } from '../connectors/thread-log.js';
 
 function across(log: Log) {
@@ -71,5 +71,25 @@ describe('ThreadLog', () => {
     expect(await waiting).toBe('the log thread went away');
     await expect(client.append('t', [{ key: null, value: 'v' }])).rejects.toThrow('the log thread went away');
     await embedded.close();
+  });
+
+  it("writes deferred values as text on either side of the port: a payload is for the producer's own thread", async () => {
+    const embedded = new EmbeddedLog();
+    await embedded.ensureTopic('t', { partitions: 1 });
+    const { served, client } = across(embedded);
+    await client.append('t', [{ key: 'a', value: new DeferredJson({ from: 'thread' }, 20) }]);
+    await embedded.append('t', [{ key: 'b', value: new DeferredJson({ from: 'log side' }, 20) }]);
+    const local = embedded.consumer({ group: 'local', topics: ['t'], pollTimeoutMs: 100 });
+    const [fromThread, fromLogSide] = (await local.next())!.records;
+    expect(fromThread).toMatchObject({ value: '{"from":"thread"}' });
+    expect(fromThread!.payload).toBeUndefined();
+    expect(fromLogSide!.payload).toEqual({ from: 'log side' });
+    const remote = client.consumer({ group: 'remote', topics: ['t'], pollTimeoutMs: 1000 });
+    const records = (await remote.next())!.records;
+    expect(records.map((r) => r.value)).toEqual(['{"from":"thread"}', '{"from":"log side"}']);
+    expect(records.map((r) => r.payload)).toEqual([undefined, undefined]);
+    await local.close();
+    await client.close();
+    await served.close();
   });
 });

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddedLog } from '../connectors/embedded-log.js';
+import { DeferredJson } from '../connectors/log.js';
 import { decodeModelVersion, type ModelVersion, type Predictor, type SparseFeatures } from '../models/learner.js';
 import { predictorFor } from '../models/learners/index.js';
 import { FtrlLearner } from '../models/learners/ftrl.js';
@@ -112,6 +113,31 @@ describe('trainer pipeline', () => {
     const judged = job.registry.list('ftrl').filter((e) => (e.metrics.samples ?? 0) > 0);
     expect(judged.length).toBeGreaterThan(0);
     expect(judged[0]!.metrics.auc).toBeGreaterThan(0.75);
+  });
+
+  it('learns samples handed over as objects as it learns their text, and dead-letters a bad object with its JSON', async () => {
+    const bad = { ...synthetic(1, 9)[0]!, label: 2 };
+    const learnedFrom = async (value: (sample: object) => string | DeferredJson) => {
+      const log = new EmbeddedLog();
+      // One partition, so both trainers see one order.
+      await log.ensureTopic('samples', { partitions: 1 });
+      await log.ensureTopic('models', { partitions: 1, compacted: true });
+      const job = await start(log, { maxBatchRecords: 500 });
+      await log.append('samples', [...synthetic(3000, 1), bad].map((s) => ({ key: s.userId, value: value(s) })));
+      await until(async () => (await versionsOn(log)).some((v) => v.samplesSeen === 3000) && (await readTopic(log, 'dead-letters')).length === 1);
+      expect(job.stats.learned).toBe(3000);
+      const [letter] = (await readTopic(log, 'dead-letters')).map((r) => JSON.parse(r.value) as { reason: string; raw: string });
+      const latest = (await versionsOn(log)).find((v) => v.samplesSeen === 3000)!;
+      const predictor = predictorFor(latest) as Predictor<SparseFeatures>;
+      const encoder = new RowEncoder({ bits: BITS });
+      return { letter, predictions: synthetic(200, 77, 10_000).map((s) => predictor.predict(encoder.encode(s.names, s.values, s.itemId))) };
+    };
+    const fromText = await learnedFrom((s) => JSON.stringify(s));
+    const fromObjects = await learnedFrom((s) => new DeferredJson(s, 300));
+    expect(fromObjects.predictions).toEqual(fromText.predictions);
+    expect(fromObjects.letter!.reason).toMatch(/^label/);
+    expect(fromObjects.letter).toEqual(fromText.letter);
+    expect(JSON.parse(fromObjects.letter!.raw)).toEqual(bad);
   });
 
   it('runs an online factorization machine instead of FTRL when asked, with the same loop', async () => {

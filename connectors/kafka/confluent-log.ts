@@ -11,6 +11,7 @@ import type {
 import {
   DEFAULT_MAX_BATCH_RECORDS,
   partitionId,
+  valueText,
   type AppendResult,
   type ConsumerOptions,
   type Log,
@@ -187,7 +188,7 @@ export class ConfluentLog implements Log {
       );
       for (;;) {
         try {
-          producer.produce(topic, record.partition ?? null, Buffer.from(record.value), record.key ?? undefined, record.timestamp ?? null, id);
+          producer.produce(topic, record.partition ?? null, Buffer.from(valueText(record.value)), record.key ?? undefined, record.timestamp ?? null, id);
           break;
         } catch (error) {
           if ((error as { code?: number }).code !== queueFull) {

@@ -14,6 +14,7 @@ import {
 import {
   DEFAULT_MAX_BATCH_RECORDS,
   partitionId,
+  valueText,
   type AppendResult,
   type ConsumerOptions,
   type Log,
@@ -172,7 +173,7 @@ export class KafkajsLog implements Log {
       acks: -1,
       messages: records.map((r, i) => ({
         key: r.key,
-        value: r.value,
+        value: valueText(r.value),
         partition: partitions[i]!,
         ...(r.timestamp !== undefined ? { timestamp: String(r.timestamp) } : {}),
       })),
