@@ -72,7 +72,10 @@ export interface TopicConfig {
   readonly partitions: number;
   /** Records kept per partition before the oldest are dropped. */
   readonly retentionRecords?: number;
-  /** Keep only the newest record per key when retention drops old ones, as Kafka's compaction does. */
+  /**
+   * Past its retention, keep the newest record of each key rather than drop the oldest records, as Kafka's compaction
+   * does: the topic holds state (the catalogue, model versions), and retention never drops a key's newest value.
+   */
   readonly compacted?: boolean;
 }
 

@@ -24,7 +24,7 @@ export const SETTINGS: readonly Setting[] = [
   { name: 'EDDY_BODY_LIMIT_BYTES', default: '1048576', description: 'Largest HTTP request body.' },
   { name: 'EDDY_DATA_DIR', default: '.eddy', description: 'Embedded default: where snapshots of the in-memory store and model registry are kept across restarts. Empty turns snapshots off.' },
   { name: 'EDDY_SNAPSHOT_INTERVAL_MS', default: '10000', description: 'Embedded default: time between snapshots to EDDY_DATA_DIR.' },
-  { name: 'EDDY_LOG_RETENTION_BYTES', default: String(DEFAULT_RETENTION_BYTES), description: 'Embedded log: bytes of records kept per topic, shared by its partitions, oldest first out, so a long-running `eddy all` keeps a bounded heap. A consumer that falls so far behind that records it had yet to read are removed says so in an error line.' },
+  { name: 'EDDY_LOG_RETENTION_BYTES', default: String(DEFAULT_RETENTION_BYTES), description: 'Embedded log: bytes of records kept per topic, shared by its partitions, oldest first out (compacted topics keep every key\'s newest record), so a long-running `eddy all` keeps a bounded heap. A consumer that falls so far behind that records it had yet to read are removed says so in an error line.' },
   { name: 'EDDY_SIMULATE', default: 'true', description: '`eddy all`: run the built-in traffic simulator on a demo catalogue (`--no-simulate` also turns it off).' },
   { name: 'EDDY_SIMULATOR_RPS', default: '20', description: 'Simulated recommendation requests per second.' },
   { name: 'EDDY_EXPERIMENTS_FILE', description: 'JSON file of A/B experiments (see the README). No experiments when unset.' },

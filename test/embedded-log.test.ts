@@ -173,6 +173,30 @@ describe('EmbeddedLog', () => {
     await consumer.close();
   });
 
+  it("never drops a key's newest record from a compacted topic, however far past its retention the keys go", async () => {
+    // 10 records and about 11 records' bytes of retention, against 200 keys: a catalogue larger than its budget.
+    const log = new EmbeddedLog({ retentionBytes: 12_000 });
+    await log.ensureTopic('items', { partitions: 1, retentionRecords: 10, compacted: true });
+    const value = (i: number) => `${i}:${'x'.repeat(1000)}`;
+    for (let round = 0; round < 3; round++) {
+      for (let k = 0; k < 200; k++) await log.append('items', [{ key: `item-${k}`, value: value(round * 200 + k) }]);
+    }
+    await log.append('items', [{ key: null, value: 'first without a key' }, { key: null, value: 'second without a key' }]);
+    for (let k = 0; k < 200; k++) await log.append('items', [{ key: `item-${k}`, value: value(600 + k) }]);
+    const reader = log.consumer({ group: 'g', topics: ['items'], pollTimeoutMs: 10 });
+    const latest = new Map<string | null, string[]>();
+    for (let batch = await reader.next(); batch; batch = await reader.next()) {
+      for (const r of batch.records) latest.set(r.key, [...(latest.get(r.key) ?? []), r.value]);
+    }
+    for (let k = 0; k < 200; k++) expect(latest.get(`item-${k}`)?.at(-1)).toBe(value(600 + k));
+    expect(latest.get(null)).toEqual(['second without a key']);
+    // Compaction ran: at most the records of the last round and the one before it are kept per key.
+    const [items] = await log.offsets('items');
+    expect(items!.high).toBe(802);
+    expect([...latest.values()].reduce((sum, values) => sum + values.length, 0)).toBeLessThanOrEqual(2 * 201);
+    await reader.close();
+  });
+
   it('hands a reader every record with its key, value and time once, in order, while it grows, trims and compacts', async () => {
     const log = new EmbeddedLog();
     await log.ensureTopic('plain', { partitions: 1, retentionRecords: 700 });
