@@ -154,7 +154,10 @@ class Connection {
     this.pending = undefined;
     const exchange = this.current;
     this.current = undefined;
-    exchange?.done(Number(head.slice(9, 12)), false);
+    // An answer to no request (a server's 408 on a connection it found idle) must not free the connection again: on
+    // the idle list twice, it would be handed two requests at once, and the first would never settle.
+    if (!exchange) return;
+    exchange.done(Number(head.slice(9, 12)), false);
     this.onIdle(this);
   }
 }
