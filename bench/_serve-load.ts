@@ -154,8 +154,8 @@ class Connection {
     this.pending = undefined;
     const exchange = this.current;
     this.current = undefined;
-    // An answer to no request (a server's 408 on a connection it found idle) must not free the connection again: on
-    // the idle list twice, it would be handed two requests at once, and the first would never settle.
+    // An answer to no request (a server may send one, such as a 408 on an idle connection) must not free the
+    // connection again: on the idle list twice, it would be handed two requests at once, and one would never settle.
     if (!exchange) return;
     exchange.done(Number(head.slice(9, 12)), false);
     this.onIdle(this);
