@@ -5,7 +5,8 @@ export { createLog, ensureTopics, kafkaConfigFromEnv } from './connectors/kafka/
 export type { KafkaConfig } from './connectors/kafka/index.js';
 export { installGracefulShutdown } from './connectors/kafka/shutdown.js';
 export { EmbeddedLog } from './connectors/embedded-log.js';
-export type { Log, LogConsumer, LogRecord, ProducerRecord, RecordBatch, TopicPartition } from './connectors/log.js';
+export { DeferredJson, valueText } from './connectors/log.js';
+export type { DeferredValue, Log, LogConsumer, LogRecord, ProducerRecord, RecordBatch, TopicPartition } from './connectors/log.js';
 export type { FeatureStore } from './connectors/feature-store.js';
 export { MemoryFeatureStore } from './connectors/memory-store.js';
 export { RedisFeatureStore } from './connectors/redis-store.js';
