@@ -11,7 +11,7 @@
  * small record objects would cost the log's thread more than the records do.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { AppendResult, ConsumerOptions, Log, LogConsumer, LogRecord, ProducerRecord, RecordBatch, TopicConfig, TopicPartition } from './log.js';
+import { valueText, type AppendResult, type ConsumerOptions, type Log, type LogConsumer, type LogRecord, type ProducerRecord, type RecordBatch, type TopicConfig, type TopicPartition } from './log.js';
 
 type Position = TopicPartition & { offset: number };
 type WireConsumerOptions = Omit<ConsumerOptions, 'onAssign' | 'onRevoke'> & { readonly assignHandler: boolean; readonly revokeHandler: boolean };
@@ -246,7 +246,7 @@ export class ThreadLog implements Log {
 
   async append(topic: string, records: readonly ProducerRecord[]): Promise<AppendResult[]> {
     // A deferred value's object would cross as a copy no consumer there could share: the other thread gets text.
-    const text = records.map((record): TextRecord => (typeof record.value === 'string' ? (record as TextRecord) : { ...record, value: record.value.encode() }));
+    const text = records.map((record): TextRecord => (typeof record.value === 'string' ? (record as TextRecord) : { ...record, value: valueText(record.value) }));
     return (await this.call({ op: 'append', topic, records: text })).value as AppendResult[];
   }
 
